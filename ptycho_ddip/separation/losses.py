@@ -1,0 +1,65 @@
+"""Loss terms of the DDIP separation (Du, Huang & Jacobsen 2021, eq. 4; DESIGN.md section 3).
+
+* :func:`mismatch`: mean-squared difference between synthesised and input images, summed over slices.
+* :func:`exclusion_loss`: multi-scale gradient exclusion of Gandelsman et al. (2019) as coded for DDIP: forward
+  differences along x and y, squashed with ``s(g) = tanh(g / 2)`` (= 2 sigmoid(g) - 1), per scale and direction the
+  term ``mean(s(g_1)^2 s(g_2)^2) ** (1/4)``, images average-pooled 2x2 between ``scales`` scales, the sum scaled by
+  ``1 / 90`` (= 1 / (2 directions x 5 scales x 9)).
+* :func:`weight_regularizer`: ``0.5 * sum_i (alpha_i - 0.5)^2``, applied by the fitting loop in the first epochs.
+
+All functions take tensors of shape (B, 1, H, W) or (H, W) batches and are differentiable.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_EPS = 1e-12  # keeps the 1/4 power differentiable at 0; the loss is shifted so that it is exactly 0 there
+
+
+def mismatch(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean-squared mismatch per slice, summed over slices. Both (N, 1, H, W) or (N, H, W); slice axis first."""
+    diff = (synth - target).reshape(synth.shape[0], -1)
+    return diff.pow(2).mean(dim=1).sum()
+
+
+def _quarter_root(m: torch.Tensor) -> torch.Tensor:
+    return (m + _EPS) ** 0.25 - _EPS**0.25
+
+
+def exclusion_loss(y1: torch.Tensor, y2: torch.Tensor, scales: int = 5, norm: float = 90.0) -> torch.Tensor:
+    """Multi-scale gradient exclusion between two images (B, 1, H, W); 0 when either image is constant.
+
+    Parameters
+    ----------
+    y1, y2 : images of the same shape, (B, C, H, W) or (H, W).
+    scales : number of scales (2x2 average pooling between them).
+    norm : the sum over scales and directions is divided by this (90 in the DDIP code).
+    """
+    if y1.dim() == 2:
+        y1, y2 = y1[None, None], y2[None, None]
+    total = y1.new_zeros(())
+    for level in range(scales):
+        for dim in (-1, -2):
+            g1 = torch.tanh(torch.diff(y1, dim=dim) * 0.5)
+            g2 = torch.tanh(torch.diff(y2, dim=dim) * 0.5)
+            total = total + _quarter_root((g1.pow(2) * g2.pow(2)).mean())
+        if level < scales - 1:
+            y1 = F.avg_pool2d(y1, 2)
+            y2 = F.avg_pool2d(y2, 2)
+    return total / norm
+
+
+def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0) -> torch.Tensor:
+    """Sum of :func:`exclusion_loss` over all pairs i < j of the slices ys (N, 1, H, W)."""
+    n = ys.shape[0]
+    total = ys.new_zeros(())
+    for i in range(n):
+        for j in range(i + 1, n):
+            total = total + exclusion_loss(ys[i : i + 1], ys[j : j + 1], scales, norm)
+    return total
+
+
+def weight_regularizer(alpha: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+    """``weight * sum_i (alpha_i - 0.5)^2``: keeps the blending weights near 0.5."""
+    return weight * (alpha - 0.5).pow(2).sum()

@@ -1,0 +1,122 @@
+"""Validated options of the DDIP separation; they round-trip through JSON and are saved into every result file."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .model import FILTER_TYPES, GHOST_KINDS
+
+SCHEDULES = ("paper",)
+DEVICES = ("auto", "cpu", "cuda")
+
+#: default exclusion weight per filter type (DESIGN.md 3: 0.4-1.0 with single filters, 0.04-0.2 with shallow DIPs)
+DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1}
+
+
+@dataclass
+class SeparationOptions:
+    """Every option of a DDIP separation.
+
+    Attributes
+    ----------
+    filters : ``"kernel"`` (learnable 7x7 kernels) or ``"dip"`` (shallow 3-level DIPs) for the ghost filters.
+    ghost_kinds : per slice, the band of the ghost it receives (``"lowpass"``/``"highpass"``); None = slice 1
+        low-pass, the others high-pass (the paper's assignment). Swap for data where slice 1 is hit by the strong
+        scatterer's ghost.
+    gamma_excl : weight of the exclusion loss; None = 0.5 for kernels, 0.1 for shallow DIPs.
+    epochs : number of fitting epochs (one Adam step each).
+    lr, lr_decay, lr_step : Adam learning rate, multiplied by ``lr_decay`` every ``lr_step`` epochs.
+    weight_reg, weight_reg_epochs : ``weight_reg * sum (alpha - 0.5)^2`` during the first ``weight_reg_epochs``.
+    schedule : ``"paper"`` reproduces the published recipe.
+    seed : seeds the noise inputs and the network weights (ensemble member k uses seed + k).
+    ensemble : number of members K; the result is their mean, with a per-pixel standard deviation.
+    device : ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
+    threads : CPU threads; None = the CPUs this process may use (cgroup quota and affinity), divided among MPI
+        ranks on the node.
+    noise_scale : amplitude of the uniform noise inputs (0.01 as in the original code).
+    filter_sigmoid : end shallow-DIP filters in a sigmoid (the original; cannot produce a negative high-pass ghost).
+    log_every : epochs between progress updates / host syncs.
+    monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
+    checkpoint_every : epochs between checkpoints (0 = none); ``checkpoint_path`` where to write them.
+    resume : continue from ``checkpoint_path`` if it exists.
+    """
+
+    filters: str = "kernel"
+    ghost_kinds: Optional[tuple] = None
+    gamma_excl: Optional[float] = None
+    epochs: int = 2000
+    lr: float = 1e-3
+    lr_decay: float = 0.9
+    lr_step: int = 500
+    weight_reg: float = 0.5
+    weight_reg_epochs: int = 100
+    schedule: str = "paper"
+    seed: int = 0
+    ensemble: int = 1
+    device: str = "auto"
+    threads: Optional[int] = None
+    noise_scale: float = 0.01
+    filter_sigmoid: bool = False
+    log_every: int = 10
+    monitor_every: int = 50
+    checkpoint_every: int = 0
+    checkpoint_path: Optional[str] = None
+    resume: bool = False
+    channels: tuple = (8, 16, 32, 64, 128)
+    skip_channels: tuple = (0, 0, 0, 4, 4)
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.extra:
+            raise ValueError(f"unknown separation options: {sorted(self.extra)}")
+        if self.filters not in FILTER_TYPES:
+            raise ValueError(f"filters must be one of {FILTER_TYPES}, got {self.filters!r}")
+        if self.ghost_kinds is not None:
+            self.ghost_kinds = tuple(self.ghost_kinds)
+            bad = [k for k in self.ghost_kinds if k not in GHOST_KINDS]
+            if bad:
+                raise ValueError(f"ghost_kinds entries must be in {GHOST_KINDS}, got {bad}")
+        if self.gamma_excl is None:
+            self.gamma_excl = DEFAULT_GAMMA[self.filters]
+        if not self.gamma_excl >= 0:
+            raise ValueError(f"gamma_excl must be >= 0, got {self.gamma_excl}")
+        for name in ("epochs", "lr_step", "ensemble", "log_every", "monitor_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "weight_reg_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.lr > 0 and 0 < self.lr_decay <= 1 and self.weight_reg >= 0 and self.noise_scale > 0):
+            raise ValueError("lr and noise_scale must be > 0, lr_decay in (0, 1], weight_reg >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be one of {DEVICES} or cuda:N, got {self.device!r}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        self.channels, self.skip_channels = tuple(self.channels), tuple(self.skip_channels)
+        if len(self.channels) != len(self.skip_channels):
+            raise ValueError("channels and skip_channels need the same length")
+        if (self.checkpoint_every or self.resume) and not self.checkpoint_path:
+            raise ValueError("checkpoint_every/resume need a checkpoint_path")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SeparationOptions":
+        """Build from a dict; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
+
+    @classmethod
+    def from_json(cls, s: str) -> "SeparationOptions":
+        return cls.from_dict(json.loads(s))
