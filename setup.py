@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         "mpi": ["mpi4py>=3.1"],
-        "dev": ["pytest>=7"],
+        "dev": ["pytest>=7", "pytest-timeout>=2"],
     },
     entry_points={"console_scripts": ["ptycho-ddip=ptycho_ddip.cli:main"]},
 )

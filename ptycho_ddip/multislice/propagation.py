@@ -168,17 +168,8 @@ class Propagator:
             raise ValueError(f"field has shape {tuple(field.shape[-2:])} in its last two axes, the propagator "
                              f"was built for {self.shape}")
         field = field.to(_complex_dtype_for(field))
-        if self.distance_m == 0.0 and not self.include_carrier_phase:
-            return field if self.kind == "paraxial" else self._band_limit(field)
         h = self.kernel(field.dtype, field.device)
         return torch.fft.ifft2(torch.fft.fft2(field) * (h.conj() if conjugate else h))
-
-    def _band_limit(self, field):
-        # z = 0 with the exact kernel: identity on the propagating band (all of it on ordinary x-ray grids)
-        h = self.kernel(field.dtype, field.device)
-        if bool((h.abs() > 0).all()):
-            return field
-        return torch.fft.ifft2(torch.fft.fft2(field) * h)
 
     def forward(self, field: torch.Tensor) -> torch.Tensor:
         """Propagate ``field`` (..., h, w) by ``distance_m``."""

@@ -196,8 +196,8 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
         sched.step()
         history[epoch] = torch.stack([loss, mis, exc, reg]).detach()
         done = epoch + 1
-        if truth is not None and (done % opts.monitor_every == 0 or done == opts.epochs):
-            monitor.append(_monitor_row(done, out, truth, ghosts))
+        if truth is not None and epoch > 0 and epoch % opts.monitor_every == 0:
+            monitor.append(_monitor_row(epoch, out, truth, ghosts))  # `out` is the state after `epoch` steps
         if done % opts.log_every == 0 or done == opts.epochs:
             vals = history[epoch].tolist()
             al = out["alpha"].detach().cpu().numpy()
@@ -213,6 +213,8 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
     bar.close()
     with torch.no_grad():
         final = model()
+    if truth is not None and (not monitor or monitor[-1][0] < opts.epochs):
+        monitor.append(_monitor_row(opts.epochs, final, truth, ghosts))
     hist = history.cpu().numpy().astype(np.float64)
     loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist])
     return _MemberOutput(y=final["y"][:, 0].cpu().numpy().astype(np.float64),
@@ -279,19 +281,30 @@ def separate(images: np.ndarray | Sequence[np.ndarray], options: SeparationOptio
         truth = np.asarray(truth, dtype=np.float64)
         if truth.shape != x.shape:
             raise ValueError(f"truth has shape {truth.shape}, images {x.shape}: they must match")
+    outs = fit_members(x, options, members, truth=truth, ghosts=ghosts, progress=progress, callback=callback)
+    return assemble_result(x, outs, options)
+
+
+def member_checkpoint(options: SeparationOptions, k: int) -> Optional[str]:
+    """Checkpoint file of ensemble member k (the plain path for a single run)."""
+    ck = options.checkpoint_path
+    return f"{ck}.member{k}" if ck and options.ensemble > 1 else ck
+
+
+def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int] | None = None, *,
+                truth: np.ndarray | None = None, ghosts: np.ndarray | None = None, progress: bool = True,
+                callback: Callable | None = None, rank: int = 0) -> list:
+    """Fit ensemble members ``members`` (default all) of validated images x; one output per member, in order."""
     configure_threads(options.threads)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, rank=rank)
     target, _ = normalize_jointly(x)
     idx = list(range(options.ensemble)) if members is None else list(members)
     outs = []
     for k in idx:
-        ck = options.checkpoint_path
-        if ck and options.ensemble > 1:
-            ck = f"{ck}.member{k}"
         desc = "DDIP" if options.ensemble == 1 else f"DDIP member {k + 1}/{options.ensemble}"
-        outs.append(_fit_member(target, options, options.seed + k, device, truth, ghosts, progress, ck, desc,
-                                callback))
-    return assemble_result(x, outs, options)
+        outs.append(_fit_member(target, options, options.seed + k, device, truth, ghosts, progress,
+                                member_checkpoint(options, k), desc, callback))
+    return outs
 
 
 def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> SeparationResult:
@@ -310,3 +323,63 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
                             alpha=np.stack([o.alpha for o in outs]), filters=first.filters, loss=first.loss,
                             config=config, std=seps.std(0, ddof=1), members=seps, monitor=mon,
                             monitor_columns=monitor_columns(n) if mon is not None else ())
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+def output_paths(out_path: str) -> dict:
+    """Every file a separation writes for ``OUT.h5``: the HDF5, a multi-page TIFF of the separated slices (and of
+    the std for ensembles) and a PNG figure beside it."""
+    stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
+    return {"h5": out_path, "tiff": stem + "_separated.tiff", "std_tiff": stem + "_std.tiff", "png": stem + ".png"}
+
+
+def separate_files(sources: Sequence[str], out_path: str, options: SeparationOptions | None = None, *,
+                   part: str | None = None, truth_sources: Sequence[str] | None = None, overwrite: bool = False,
+                   progress: bool = True, members: Sequence[int] | None = None,
+                   gather: Callable | None = None) -> SeparationResult | None:
+    """Read slices from files, separate them, and write ``OUT.h5`` + TIFF + PNG (see :func:`output_paths`).
+
+    Every output path is checked before fitting (an existing file is an error unless ``overwrite``); all writes are
+    atomic. ``gather`` (MPI) combines the member outputs of all ranks and returns them in member order on the
+    writing rank, None elsewhere; such ranks return None.
+    """
+    from .. import io
+    from ..plotting import separation_figure
+
+    options = options or SeparationOptions()
+    paths = output_paths(out_path)
+    writing = gather is None or gather.is_root  # type: ignore[attr-defined]
+    if writing:
+        for key in ("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ()):
+            io.check_output_path(paths[key], overwrite)
+    images, _meta = io.read_images(sources, part=part, min_size=MIN_SIZE)
+    truth = None
+    if truth_sources:
+        truth, _ = io.read_images(truth_sources, part=part, min_size=MIN_SIZE)
+        if truth.shape != images.shape:
+            raise io.InputError(f"{', '.join(truth_sources)}: truth has shape {truth.shape} but the inputs "
+                                f"{', '.join(sources)} have {images.shape}; give one true slice per input slice")
+    if (options.checkpoint_every or options.resume) and not options.checkpoint_path:
+        options = dataclasses.replace(options, checkpoint_path=out_path + ".ckpt")
+    x = validate_images(images, name=", ".join(sources))
+    outs = fit_members(x, options, members, truth=truth, progress=progress, rank=getattr(gather, "rank", 0))
+    if gather is not None:
+        outs = gather(outs)
+        if not writing:
+            return None
+    result = assemble_result(x, outs, options)
+    result.config["sources"] = list(sources)
+    result.config["part"] = part
+    io.write_separation_result(paths["h5"], result.to_dict(), overwrite=overwrite)
+    io.write_tiff(paths["tiff"], result.separated.astype(np.float32), overwrite=overwrite)
+    if result.std is not None:
+        io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
+    separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
+                      monitor=result.monitor, monitor_columns=result.monitor_columns, path=paths["png"])
+    if options.checkpoint_path:  # the result is safely written: the checkpoints are no longer needed
+        for k in range(options.ensemble):
+            ck = member_checkpoint(options, k)
+            if ck and os.path.exists(ck):
+                os.remove(ck)
+    return result

@@ -1,0 +1,165 @@
+"""Command line: ``ptycho-ddip simulate|reconstruct|separate|pipeline|info``.
+
+The CLI only parses arguments and calls the public API; errors on bad input are printed as one line naming the file
+and the fix, with exit status 2 (no traceback), and nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Optional, Sequence
+
+from ._version import __version__
+
+# name -> (add_arguments(parser), run(args) -> int, help)
+COMMANDS: dict = {}
+
+
+def command(name: str, help: str) -> Callable:
+    """Register ``add_arguments`` for a subcommand; the decorated function returns the runner."""
+
+    def deco(add_arguments: Callable) -> Callable:
+        COMMANDS[name] = (add_arguments, help)
+        return add_arguments
+
+    return deco
+
+
+def _csv(kind: Callable) -> Callable:
+    def parse(s: str) -> list:
+        return [kind(v) for v in s.split(",") if v.strip()]
+
+    return parse
+
+
+# ----------------------------------------------------------------------------------------------- separate
+
+@command("separate", "separate crosstalk-contaminated slice images with the modified DDIP")
+def _add_separate(p: argparse.ArgumentParser) -> Callable:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="slices: FILE.h5:/dataset, a multi-page TIFF (Adorym's (y, x, z) TIFFs are detected), "
+                        "NPY, or one file per slice")
+    p.add_argument("-o", "--output", required=True, help="result HDF5 (TIFF and PNG are written beside it)")
+    p.add_argument("--part", choices=("phase", "magnitude", "real", "imag"),
+                   help="which part of complex input to separate")
+    p.add_argument("--truth", nargs="+", metavar="TRUTH", help="true slices: record the ghost-to-signal trajectory")
+    p.add_argument("--filters", choices=("kernel", "dip"), help="ghost filters: 7x7 kernels or shallow DIPs")
+    p.add_argument("--ghost-kinds", type=_csv(str), metavar="K1,K2",
+                   help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
+    p.add_argument("--gamma-excl", type=float, help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--schedule", help="fitting schedule (paper = the published recipe)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may use)")
+    p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
+    p.add_argument("--checkpoint-every", type=int, help="write a checkpoint (OUT.h5.ckpt) every K epochs")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.h5.ckpt")
+    p.add_argument("--config", help="JSON/TOML file of separation options (command-line flags win)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return _run_separate
+
+
+def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] = None):
+    from .separation.options import SeparationOptions
+
+    d = dict(base or {})
+    flags = {"filters": args.filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": args.gamma_excl,
+             "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
+             "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
+             "checkpoint_every": args.checkpoint_every}
+    d.update({k: v for k, v in flags.items() if v is not None})
+    if args.resume:
+        d["resume"] = True
+    if "gamma_excl" not in d and "filters" in d:
+        d["gamma_excl"] = None
+    return SeparationOptions.from_dict(d)
+
+
+def _run_separate(args: argparse.Namespace) -> int:
+    from .io import load_config
+    from .separation.separate import separate_files
+
+    base = load_config(args.config) if args.config else {}
+    base = base.get("separation", base)
+    opts = separation_options_from_args(args, base)
+    res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
+                         overwrite=args.overwrite, progress=not args.no_progress)
+    if res is not None:
+        print(f"wrote {args.output}; alpha = {json.dumps(res.alpha.round(4).tolist())}")
+        if res.monitor is not None:
+            last = dict(zip(res.monitor_columns, res.monitor[-1]))
+            print("final vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- info
+
+@command("info", "describe an HDF5 file written or read by ptycho_ddip (datasets, shapes, config)")
+def _add_info(p: argparse.ArgumentParser) -> Callable:
+    p.add_argument("file")
+    return _run_info
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    import h5py
+
+    from .io import InputError
+
+    try:
+        fh = h5py.File(args.file, "r")
+    except (OSError, FileNotFoundError) as e:
+        raise InputError(f"{args.file}: cannot open as HDF5 ({e}); check the path") from None
+    with fh:
+        def show(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                print(f"  {name:40s} {str(obj.shape):20s} {obj.dtype}")
+        print(f"{args.file}:")
+        fh.visititems(show)
+        for k, v in fh.attrs.items():
+            v = v.decode() if isinstance(v, bytes) else v
+            print(f"  @{k} = {v if len(str(v)) < 400 else str(v)[:400] + '...'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugins()
+    parser = argparse.ArgumentParser(prog="ptycho-ddip", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ptycho-ddip {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_run=add(p))
+    return parser
+
+
+def _load_plugins() -> None:
+    """Import the modules that register further subcommands (multislice, pipeline) when they are present."""
+    import importlib
+
+    for mod in ("ptycho_ddip.cli_multislice", "ptycho_ddip.cli_pipeline"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .io import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (InputError, FileExistsError, ValueError) as e:
+        print(f"ptycho-ddip {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

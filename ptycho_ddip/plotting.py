@@ -1,0 +1,111 @@
+"""Figures for scientists: slices before/after, loss curves, alphas, trajectories, spectra, uncertainty maps.
+
+All functions use matplotlib's Agg backend (no screen needed), return the Figure, and save it atomically when given
+a path (PNG). Display range of images is mu +/- 4 sigma per image, as in the paper's figures.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _range(im: np.ndarray, k: float = 4.0) -> tuple[float, float]:
+    mu, sd = float(np.mean(im)), float(np.std(im))
+    lo, hi = max(mu - k * sd, float(im.min())), min(mu + k * sd, float(im.max()))
+    return (lo, hi) if hi > lo else (lo - 1e-12, lo + 1e-12)
+
+
+def save_figure(fig, path: str) -> str:
+    """Save a figure atomically (temporary file, then rename) and close it."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=d)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _show(ax, im, title):
+    lo, hi = _range(im)
+    ax.imshow(im, cmap="gray", vmin=lo, vmax=hi)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarray, alpha: np.ndarray,
+                      std: Optional[np.ndarray] = None, truth: Optional[np.ndarray] = None,
+                      monitor: Optional[np.ndarray] = None, monitor_columns: Sequence[str] = (),
+                      path: Optional[str] = None):
+    """Inputs, outputs (with alphas), optional truth and std maps, loss curves and the ground-truth trajectory."""
+    n = inputs.shape[0]
+    rows = [("input", inputs), ("separated", separated)]
+    if truth is not None:
+        rows.append(("truth", truth))
+    if std is not None:
+        rows.append(("ensemble std", std))
+    ncols = max(n, 2)
+    nrows = len(rows) + 1 + (monitor is not None)
+    fig = plt.figure(figsize=(3.0 * ncols, 2.8 * nrows))
+    al = np.atleast_2d(alpha).mean(0)
+    for r, (label, stack) in enumerate(rows):
+        for i in range(n):
+            ax = fig.add_subplot(nrows, ncols, r * ncols + i + 1)
+            title = f"{label} {i + 1}"
+            if label == "separated":
+                title += f"  alpha={al[i]:.3f}"
+            _show(ax, stack[i], title)
+    ax = fig.add_subplot(nrows, 1, len(rows) + 1)
+    ep = loss[:, 0]
+    for c, name in zip(range(1, 5), ("total", "mismatch", "exclusion", "weight")):
+        vals = loss[:, c]
+        if np.any(vals > 0):
+            ax.semilogy(ep, np.where(vals > 0, vals, np.nan), label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    if monitor is not None:
+        ax = fig.add_subplot(nrows, 1, nrows)
+        cols = list(monitor_columns)
+        for j, name in enumerate(cols[1:], start=1):
+            style = "-" if name.startswith("ghost") else ("--" if name.startswith("corr") else ":")
+            ax.plot(monitor[:, 0], monitor[:, j], style, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title("trajectory against ground truth", fontsize=9)
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
+def power_spectrum_figure(images: Sequence[np.ndarray], titles: Sequence[str], exponent: float = 0.5,
+                          path: Optional[str] = None):
+    """Normalised power spectra shown as (log10 P)^a, as in the paper's Fig. 4 (right column)."""
+    from .separation.metrics import power_spectrum
+
+    fig, axes = plt.subplots(1, len(images), figsize=(3 * len(images), 3), squeeze=False)
+    for ax, im, t in zip(axes[0], images, titles):
+        p = power_spectrum(im)
+        lp = np.log10(p + 1e-30)
+        lp = lp - lp.min()
+        ax.imshow(lp**exponent, cmap="inferno")
+        ax.set_title(t, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig

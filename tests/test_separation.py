@@ -1,0 +1,209 @@
+"""DDIP engine: networks, losses, model equations, determinism, resume, ensembles, N = 3, quality on a blend."""
+import numpy as np
+import pytest
+import torch
+
+from ptycho_ddip.phantoms import blend, make_phantom
+from ptycho_ddip.separation.losses import exclusion_loss, mismatch, weight_regularizer
+from ptycho_ddip.separation.metrics import correlation, ghost_to_signal, separation_metrics
+from ptycho_ddip.separation.model import DDIPModel
+from ptycho_ddip.separation.networks import KernelFilter, ShallowDIPFilter, SkipDIP
+from ptycho_ddip.separation.options import SeparationOptions
+from ptycho_ddip.separation.separate import separate
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+
+
+def _small_blend(n=48, seed=0):
+    return blend(make_phantom("au-nio", (n, n), seed=seed).normalized())
+
+
+@pytest.mark.parametrize("shape", [(100, 130), (33, 47), (64, 64)])
+def test_skip_dip_output_size_equals_input_size(shape):
+    net = SkipDIP(1, 1)
+    with torch.no_grad():
+        out = net(torch.rand(1, 1, *shape))
+    assert tuple(out.shape) == (1, 1, *shape)
+    assert float(out.min()) > 0 and float(out.max()) < 1  # sigmoid output
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(1.5e6, rel=0.05)
+
+
+@pytest.mark.parametrize("filt", [KernelFilter("lowpass"), KernelFilter("highpass"), ShallowDIPFilter("highpass")])
+def test_filters_keep_size(filt):
+    y = torch.rand(1, 1, 37, 53)
+    assert tuple(filt(y).shape) == (1, 1, 37, 53)
+
+
+def test_initial_kernels_are_lowpass_and_highpass():
+    y = torch.ones(1, 1, 20, 20)
+    assert torch.allclose(KernelFilter("lowpass")(y), y, atol=1e-6)  # averaging keeps a constant
+    assert float(KernelFilter("highpass")(y).abs().max()) < 1e-6  # Laplacian kills it
+
+
+def test_shallow_dip_filter_can_be_negative_without_sigmoid():
+    torch.manual_seed(0)
+    y = torch.rand(1, 1, 40, 40)
+    assert float(ShallowDIPFilter("highpass")(y).min()) < 0
+    assert float(ShallowDIPFilter("lowpass", sigmoid=True)(y).min()) >= 0
+
+
+def test_exclusion_zero_for_constant_and_positive_for_identical_textures():
+    rng = np.random.default_rng(0)
+    tex = torch.tensor(rng.random((64, 64)), dtype=torch.float64)[None, None]
+    const = torch.full_like(tex, 0.3)
+    assert float(exclusion_loss(tex, const)) == 0.0
+    same = float(exclusion_loss(tex, tex))
+    assert same > 1e-3
+    # an image whose gradients avoid the other's (disjoint supports) scores lower than identical textures
+    a = tex.clone()
+    a[..., :, 32:] = 0.5
+    b = tex.clone()
+    b[..., :, :32] = 0.5
+    assert float(exclusion_loss(a, b)) < 0.5 * same
+    # gradient exists and is finite at the constant image
+    c = const.clone().requires_grad_(True)
+    exclusion_loss(tex, c).backward()
+    assert torch.isfinite(c.grad).all()
+
+
+def test_mismatch_and_regularizer_values():
+    a = torch.zeros(2, 1, 4, 4)
+    b = torch.ones(2, 1, 4, 4)
+    assert float(mismatch(a, b)) == pytest.approx(2.0)  # mean 1 per slice, summed over 2 slices
+    assert float(weight_regularizer(torch.tensor([0.6, 0.3]))) == pytest.approx(0.5 * (0.01 + 0.04))
+
+
+def test_model_reproduces_paper_equations_for_two_slices():
+    m = DDIPModel(2, (40, 44), seed=3)
+    out = m()
+    y, a = out["y"], out["alpha"]
+    f12, f21 = m.filters["f_1_2"], m.filters["f_2_1"]
+    i1 = a[0] * y[0:1] + (1 - a[0]) * f12(y[1:2])
+    i2 = a[1] * f21(y[0:1]) + (1 - a[1]) * y[1:2]
+    assert torch.allclose(out["synth"][0:1], i1, atol=1e-6)
+    assert torch.allclose(out["synth"][1:2], i2, atol=1e-6)
+    # alpha from the centre pixel of DIP-3's output channels
+    w = m.weight_dip(m.z_weights, m.shape)
+    assert torch.allclose(a, 0.9 * w[0, :, 20, 22] + 0.05)
+
+
+def test_ghost_kinds_can_be_swapped():
+    m = DDIPModel(2, (32, 32), ghost_kinds=("highpass", "lowpass"))
+    k12 = m.filters["f_1_2"].weight.detach()[0, 0]
+    k21 = m.filters["f_2_1"].weight.detach()[0, 0]
+    assert float(k12.sum()) == pytest.approx(0.0, abs=1e-6) and float(k21.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_same_seed_identical_and_alphas_in_bounds():
+    b = _small_blend()
+    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, device="cpu")
+    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, device="cpu")
+    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, device="cpu")
+    np.testing.assert_array_equal(r1.separated, r2.separated)
+    np.testing.assert_array_equal(r1.loss, r2.loss)
+    assert not np.array_equal(r1.separated, r3.separated)
+    for r in (r1, r3):
+        assert np.all(r.alpha > 0.05) and np.all(r.alpha < 0.95)
+    assert r1.separated.shape == b.inputs.shape
+    assert r1.loss.shape == (8, 5) and list(r1.loss[:, 0]) == list(range(1, 9))
+    # total = mismatch + gamma * exclusion + weight
+    np.testing.assert_allclose(r1.loss[:, 1], r1.loss[:, 2] + 0.5 * r1.loss[:, 3] + r1.loss[:, 4], rtol=1e-5)
+
+
+def test_interrupted_run_resumed_ends_where_uninterrupted_run_ends(tmp_path):
+    b = _small_blend()
+    ck = str(tmp_path / "run.ckpt")
+    full = separate(b.inputs, epochs=12, seed=1, progress=False, device="cpu", weight_reg_epochs=6)
+    # "interrupted" after 6 epochs: a run of 6 epochs that checkpoints every 3
+    separate(b.inputs, epochs=6, seed=1, progress=False, device="cpu", weight_reg_epochs=6,
+             checkpoint_every=3, checkpoint_path=ck)
+    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, device="cpu", weight_reg_epochs=6,
+                       checkpoint_path=ck, resume=True)
+    np.testing.assert_allclose(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
+
+
+def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
+    b = _small_blend()
+    ck = str(tmp_path / "run.ckpt")
+    separate(b.inputs, epochs=2, seed=1, progress=False, checkpoint_every=1, checkpoint_path=ck)
+    with pytest.raises(ValueError, match="different options"):
+        separate(b.inputs, epochs=4, seed=2, progress=False, checkpoint_path=ck, resume=True)
+
+
+def test_ensemble_mean_std_and_members():
+    b = _small_blend()
+    r = separate(b.inputs, epochs=4, seed=0, ensemble=3, progress=False)
+    assert r.members.shape == (3, 2, 48, 48) and r.alpha.shape == (3, 2)
+    np.testing.assert_allclose(r.separated, r.members.mean(0))
+    np.testing.assert_allclose(r.std, r.members.std(0, ddof=1))
+    single = separate(b.inputs, epochs=4, seed=1, progress=False)
+    np.testing.assert_allclose(r.members[1], single.separated, rtol=1e-6, atol=1e-9)
+
+
+def test_three_slices_end_to_end():
+    rng = np.random.default_rng(0)
+    imgs = rng.random((3, 40, 40))
+    r = separate(imgs, epochs=5, progress=False, filters="dip")
+    assert r.separated.shape == (3, 40, 40) and r.alpha.shape == (3,)
+    assert np.all(np.isfinite(r.separated))
+    assert np.all(r.alpha > 0.05) and np.all(r.alpha < 0.95)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((1, 64, 64)), "at least 2 slices"),
+    (np.zeros((2, 16, 64)), "at least 32x32"),
+    (np.zeros((64, 64)), r"\(N, H, W\)"),
+    (np.ones((2, 64, 64), dtype=complex), "complex"),
+])
+def test_bad_arrays_rejected(bad, match):
+    with pytest.raises(ValueError, match=match):
+        separate(bad, epochs=1, progress=False)
+
+
+def test_nan_and_constant_rejected():
+    x = np.random.default_rng(0).random((2, 40, 40))
+    x[1, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="slice 1 has 1 NaN"):
+        separate(x, epochs=1, progress=False)
+    x[1] = 2.0
+    with pytest.raises(ValueError, match="slice 1 is constant"):
+        separate(x, epochs=1, progress=False)
+
+
+def test_unknown_option_rejected():
+    with pytest.raises(ValueError, match="unknown separation options"):
+        SeparationOptions.from_dict({"epochs": 3, "gama": 1})
+    o = SeparationOptions(filters="dip", epochs=7)
+    assert SeparationOptions.from_json(o.to_json()) == o
+    assert o.gamma_excl == 0.1
+
+
+def test_ghost_to_signal_metric_on_known_mixture():
+    rng = np.random.default_rng(1)
+    s, g = rng.random((2, 50, 50))
+    assert ghost_to_signal(3 * s + 1.5 * g + 7, s, g) == pytest.approx(0.5 * g.std() / s.std(), rel=1e-9)
+    assert ghost_to_signal(s, s, g) == pytest.approx(0.0, abs=1e-9)
+    assert correlation(s, -2 * s) == pytest.approx(-1.0)
+
+
+@pytest.mark.timeout(900)
+def test_quality_on_small_au_nio_blend():
+    """96x96 au-nio blend, 300 epochs (kernel filters, paper schedule): slice 2's ghost is removed.
+
+    Bound: ghost-to-signal ratio of separated slice 2 <= 0.3 x the input's, and higher correlation with the true
+    slice 2 than the input has (issue acceptance). Measured: input 0.29 -> about 0.03.
+    """
+    b = blend(make_phantom("au-nio", (96, 96), seed=0).normalized())
+    r = separate(b.inputs, epochs=300, seed=0, progress=False, truth=b.truth, ghosts=b.ghosts, monitor_every=50)
+    m_in = separation_metrics(b.inputs, b.truth, b.ghosts)
+    m_out = separation_metrics(r.separated, b.truth, b.ghosts)
+    assert m_out[1]["ghost_to_signal"] <= 0.3 * m_in[1]["ghost_to_signal"]
+    assert m_out[1]["correlation"] > m_in[1]["correlation"]
+    # the monitor saw the same final state
+    assert r.monitor[-1, 0] == 300
+    assert r.monitor[-1, 2] == pytest.approx(m_out[1]["ghost_to_signal"], rel=0.05, abs=1e-3)
