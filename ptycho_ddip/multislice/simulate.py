@@ -21,7 +21,6 @@ streams), and nothing touches global random state.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -260,10 +259,8 @@ def simulate(options: SimulationOptions | Mapping[str, Any] | None = None, *, pr
     from ..io import DiffractionDataset
 
     if isinstance(options, SimulationOptions):
-        options = dataclasses.replace(options, **overrides) if overrides else options
-        opt.from_mapping(SimulationOptions, options.to_dict())  # re-validate replaced fields
-    else:
-        options = SimulationOptions.from_dict(options, **overrides)
+        options = options.to_dict()
+    options = SimulationOptions.from_dict(options, **overrides)
     phantom, obj = ground_truth_object(options)
     probe = make_probe(options, probe_array)
     slice_pos = np.array([0.0, options.slice_spacing_m])

@@ -27,7 +27,8 @@ def _quarter_root(m: torch.Tensor) -> torch.Tensor:
     return (m + _EPS) ** 0.25 - _EPS**0.25
 
 
-def exclusion_loss(y1: torch.Tensor, y2: torch.Tensor, scales: int = 5, norm: float = 90.0) -> torch.Tensor:
+def exclusion_loss(y1: torch.Tensor, y2: torch.Tensor, scales: int = 5, norm: float = 90.0,
+                   balance: bool = False) -> torch.Tensor:
     """Multi-scale gradient exclusion between two images (B, 1, H, W); 0 when either image is constant.
 
     Parameters
@@ -35,14 +36,19 @@ def exclusion_loss(y1: torch.Tensor, y2: torch.Tensor, scales: int = 5, norm: fl
     y1, y2 : images of the same shape, (B, C, H, W) or (H, W).
     scales : number of scales (2x2 average pooling between them).
     norm : the sum over scales and directions is divided by this (90 in the DDIP code).
+    balance : scale y2's gradients by ``2 mean|g1| / mean|g2|`` before squashing (Gandelsman et al.'s original
+        exclusion, which the DDIP code dropped): weak, smooth edges then count as much as strong, sharp ones.
     """
     if y1.dim() == 2:
         y1, y2 = y1[None, None], y2[None, None]
     total = y1.new_zeros(())
     for level in range(scales):
         for dim in (-1, -2):
-            g1 = torch.tanh(torch.diff(y1, dim=dim) * 0.5)
-            g2 = torch.tanh(torch.diff(y2, dim=dim) * 0.5)
+            d1, d2 = torch.diff(y1, dim=dim), torch.diff(y2, dim=dim)
+            if balance:
+                d2 = d2 * (2.0 * d1.abs().mean() / (d2.abs().mean() + 1e-12))
+            g1 = torch.tanh(d1 * 0.5)
+            g2 = torch.tanh(d2 * 0.5)
             total = total + _quarter_root((g1.pow(2) * g2.pow(2)).mean())
         if level < scales - 1:
             y1 = F.avg_pool2d(y1, 2)
@@ -50,13 +56,13 @@ def exclusion_loss(y1: torch.Tensor, y2: torch.Tensor, scales: int = 5, norm: fl
     return total / norm
 
 
-def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0) -> torch.Tensor:
+def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0, balance: bool = False) -> torch.Tensor:
     """Sum of :func:`exclusion_loss` over all pairs i < j of the slices ys (N, 1, H, W)."""
     n = ys.shape[0]
     total = ys.new_zeros(())
     for i in range(n):
         for j in range(i + 1, n):
-            total = total + exclusion_loss(ys[i : i + 1], ys[j : j + 1], scales, norm)
+            total = total + exclusion_loss(ys[i : i + 1], ys[j : j + 1], scales, norm, balance)
     return total
 
 

@@ -50,13 +50,16 @@ class DDIPModel(nn.Module):
     channels, skip_channels : image/weight DIP widths (DESIGN.md section 3 defaults).
     noise_scale : z ~ U(-0.5, 0.5) * noise_scale (0.01 as in the original code).
     filter_sigmoid : end shallow-DIP filters in a sigmoid (the original; cannot make negative high-pass ghosts).
+    ghost_norm : rescale every filtered ghost f_ij(y_j) to the standard deviation of y_j, so that the filters
+        set only the ghost's band and the weights alone set its strength (closes the "filter gain -> 0" path to the
+        trivial solution y_i = I_i).
     seed : seeds the noise inputs and all initial weights (no global RNG state is touched).
     """
 
     def __init__(self, n_slices: int, shape: Sequence[int], filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, seed: int = 0):
+                 filter_sigmoid: bool = False, ghost_norm: bool = False, seed: int = 0):
         super().__init__()
         if n_slices < 2:
             raise ValueError(f"DDIP needs at least 2 slices, got {n_slices}")
@@ -68,6 +71,7 @@ class DDIPModel(nn.Module):
         self.n_slices = n_slices
         self.shape = (int(shape[0]), int(shape[1]))
         self.ghost_kinds = ghost_kinds
+        self.ghost_norm = bool(ghost_norm)
         gen = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
@@ -101,12 +105,19 @@ class DDIPModel(nn.Module):
             own = alpha
         return alpha, own
 
+    def ghost(self, i: int, j: int, y: torch.Tensor) -> torch.Tensor:
+        """The ghost f_ij(y_j) of slice j on slice i (0-based), (1, 1, H, W)."""
+        g = self.filters[f"f_{i + 1}_{j + 1}"](y[j : j + 1])
+        if self.ghost_norm:
+            g = g * (y[j].std() / (g.std() + 1e-8))
+        return g
+
     def synthesize(self, y: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """Blended images I' (N, 1, H, W) from clean slices y (N, 1, H, W) and own weights (N,)."""
         n = self.n_slices
         out = []
         for i in range(n):
-            ghost = sum(self.filters[f"f_{i + 1}_{j + 1}"](y[j : j + 1]) for j in range(n) if j != i)
+            ghost = sum(self.ghost(i, j, y) for j in range(n) if j != i)
             out.append(own[i] * y[i : i + 1] + (1.0 - own[i]) / (n - 1) * ghost)
         return torch.cat(out, dim=0)
 

@@ -37,6 +37,10 @@ class SeparationOptions:
         ranks on the node.
     noise_scale : amplitude of the uniform noise inputs (0.01 as in the original code).
     filter_sigmoid : end shallow-DIP filters in a sigmoid (the original; cannot produce a negative high-pass ghost).
+    ghost_norm : rescale each filtered ghost to its source's standard deviation (see DDIPModel).
+    exclusion_balance : balance gradient magnitudes in the exclusion loss (Gandelsman et al.'s original form).
+    exclusion_ghost : extra exclusion, with this weight relative to gamma_excl, between each y_i and the ghosts
+        f_ij(y_j) it receives.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
     checkpoint_every : epochs between checkpoints (0 = none); ``checkpoint_path`` where to write them.
@@ -59,6 +63,9 @@ class SeparationOptions:
     threads: Optional[int] = None
     noise_scale: float = 0.01
     filter_sigmoid: bool = False
+    ghost_norm: bool = False
+    exclusion_balance: bool = False
+    exclusion_ghost: float = 0.0
     log_every: int = 10
     monitor_every: int = 50
     checkpoint_every: int = 0

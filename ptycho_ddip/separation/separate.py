@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..runtime import configure_threads, resolve_device
-from .losses import exclusion_all_pairs, mismatch, weight_regularizer
-from .metrics import correlation, ghost_to_signal
+from .losses import exclusion_all_pairs, exclusion_loss, mismatch, weight_regularizer
+from .metrics import correlation, ghost_to_signal, gradient_correlation
 from .model import DDIPModel
 from .options import SeparationOptions
 
@@ -161,7 +161,7 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
     n, h, w = target_np.shape
     model = DDIPModel(n, (h, w), filters=opts.filters, ghost_kinds=opts.ghost_kinds, channels=opts.channels,
                       skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
-                      filter_sigmoid=opts.filter_sigmoid, seed=seed).to(device)
+                      filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm, seed=seed).to(device)
     target = torch.as_tensor(target_np, dtype=torch.float32, device=device)[:, None]
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
     sched = torch.optim.lr_scheduler.StepLR(optim, step_size=opts.lr_step, gamma=opts.lr_decay)
@@ -187,7 +187,12 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
     for epoch in range(start, opts.epochs):
         out = model()
         mis = mismatch(out["synth"], target)
-        exc = exclusion_all_pairs(out["y"])
+        exc = exclusion_all_pairs(out["y"], balance=opts.exclusion_balance)
+        if opts.exclusion_ghost > 0:
+            y = out["y"]
+            exc = exc + opts.exclusion_ghost * sum(
+                exclusion_loss(y[i : i + 1], model.ghost(i, j, y), balance=opts.exclusion_balance)
+                for i in range(n) for j in range(n) if j != i)
         reg = weight_regularizer(out["alpha"], opts.weight_reg) if epoch < opts.weight_reg_epochs else mis * 0
         loss = mis + gamma * exc + reg
         optim.zero_grad(set_to_none=True)
@@ -225,7 +230,7 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
 def monitor_columns(n: int) -> tuple:
     cols = ["epoch"]
     cols += [f"ghost_to_signal_{i + 1}" for i in range(n)] + [f"correlation_{i + 1}" for i in range(n)]
-    cols += [f"alpha_{i + 1}" for i in range(n)]
+    cols += [f"alpha_{i + 1}" for i in range(n)] + ["gradient_correlation"]
     return tuple(cols)
 
 
@@ -237,7 +242,8 @@ def _monitor_row(epoch: int, out: dict, truth: np.ndarray, ghosts: Optional[np.n
         g = ghosts[i] if ghosts is not None else np.stack([truth[j] for j in range(n) if j != i])
         gsr.append(ghost_to_signal(y[i], truth[i], g))
         corr.append(correlation(y[i], truth[i]))
-    return [float(epoch)] + gsr + corr + out["alpha"].detach().cpu().tolist()
+    gc = float(np.mean([gradient_correlation(y[i], y[j]) for i in range(n) for j in range(i + 1, n)]))
+    return [float(epoch)] + gsr + corr + out["alpha"].detach().cpu().tolist() + [gc]
 
 
 # ----------------------------------------------------------------------------------------------- public API

@@ -1,0 +1,130 @@
+"""DDIP separation speed: seconds per epoch and peak memory, per image size, filter type and device.
+
+    python benchmarks/bench_separation.py                         # 272 and 448, kernel and dip, all devices
+    python benchmarks/bench_separation.py --sizes 272 --epochs 20 --threads 2
+
+Each configuration runs in a fresh subprocess (so peak memory is its own: VmHWM on CPU, max_memory_allocated on
+CUDA) after ``--warmup`` epochs; configurations are interleaved over ``--repeats`` rounds and the median is reported,
+with a matmul GFLOP/s calibration measured right before each figure (these machines can slow down 10-35x for
+minutes with no trace inside, so compare figures only against the calibration beside them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+
+def matmul_gflops(device: str = "cpu", n: int = 1024, reps: int = 5) -> float:
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(cfg: dict) -> dict:
+    """Time one configuration in this process; prints a JSON line."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(cfg["threads"])
+    from ptycho_ddip.phantoms import blend, make_phantom
+    from ptycho_ddip.separation.losses import exclusion_all_pairs, mismatch, weight_regularizer
+    from ptycho_ddip.separation.model import DDIPModel
+    from ptycho_ddip.separation.separate import normalize_jointly
+
+    dev = torch.device(cfg["device"])
+    n = cfg["size"]
+    b = blend(make_phantom("au-nio", (n, n), seed=0).normalized())
+    target = torch.as_tensor(normalize_jointly(b.inputs)[0], dtype=torch.float32, device=dev)[:, None]
+    model = DDIPModel(2, (n, n), filters=cfg["filters"], seed=0).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def epoch(k):
+        out = model()
+        loss = mismatch(out["synth"], target) + 0.5 * exclusion_all_pairs(out["y"])
+        if k < 100:
+            loss = loss + weight_regularizer(out["alpha"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    for k in range(cfg["warmup"]):
+        epoch(k)
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    gf = matmul_gflops(cfg["device"])
+    t = time.perf_counter()
+    for k in range(cfg["epochs"]):
+        epoch(k)
+    sync()
+    dt = (time.perf_counter() - t) / cfg["epochs"]
+    mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else _peak_rss_mb()
+    return {**cfg, "s_per_epoch": dt, "peak_mb": mem, "matmul_gflops": gf, "torch": torch.__version__,
+            "n_params": int(sum(p.numel() for p in model.parameters())), "ok": bool(np.isfinite(dt))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="272,448")
+    ap.add_argument("--filters", default="kernel,dip")
+    ap.add_argument("--devices", default="auto", help="auto = cpu plus cuda when present")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: usable CPUs)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    import torch
+
+    from ptycho_ddip.runtime import usable_cpus
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+    threads = args.threads or usable_cpus()
+    cfgs = [{"device": d, "size": int(s), "filters": f, "epochs": args.epochs, "warmup": args.warmup,
+             "threads": threads} for d in devices for s in args.sizes.split(",") for f in args.filters.split(",")]
+    results: dict = {}
+    for _ in range(args.repeats):  # interleave configurations across rounds
+        for c in cfgs:
+            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(c)], capture_output=True,
+                                 text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results.setdefault((c["device"], c["size"], c["filters"]), []).append(r)
+    name = torch.cuda.get_device_name(0) if "cuda" in devices else ""
+    print(f"DDIP separation benchmark: torch {torch.__version__}, {threads} CPU threads {name}")
+    print(f"{'device':>6} {'size':>5} {'filters':>7} {'s/epoch':>9} {'10k epochs':>11} {'peak MB':>8} "
+          f"{'GFLOP/s mm':>11} {'params':>9}")
+    for (d, s, f), rs in results.items():
+        t = statistics.median(r["s_per_epoch"] for r in rs)
+        print(f"{d:>6} {s:>5} {f:>7} {t:9.4f} {t * 1e4 / 60:9.1f} m {max(r['peak_mb'] for r in rs):8.0f} "
+              f"{statistics.median(r['matmul_gflops'] for r in rs):11.1f} {rs[0]['n_params']:>9}")
+
+
+if __name__ == "__main__":
+    main()

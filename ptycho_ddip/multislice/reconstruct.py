@@ -1,0 +1,596 @@
+"""Multislice ptychographic reconstruction by automatic differentiation and Adam.
+
+Design
+------
+* :class:`ReconstructionOptions` (validated dataclass, JSON round trip, unknown keys are errors) holds every knob.
+* The forward model is :class:`.forward.MultisliceForward`; this module only owns the parameters, the loss and the
+  loop (:class:`Reconstructor`).
+* **Parameterisation.** The object is stored as its phase phi and log-amplitude a per slice, O = exp(a + i phi), and
+  Adam updates (phi, a) (``parameterization="phase"``, the default). Reasons: (1) x-ray objects are weak, nearly
+  pure phase objects (|O| ~ 0.9-1), and Adam's per-parameter step ~ lr then means "lr radians of phase" and "lr
+  nepers of absorption", two physically meaningful, decoupled scales, whereas on (Re O, Im O) the same step mixes
+  phase and amplitude errors and depends on |O|; (2) |O| = exp(a) > 0 always; (3) the phase is kept unwrapped, so
+  strong phase objects do not get stuck at 2 pi branch cuts and the phase error against ground truth is measured
+  directly. ``parameterization="complex"`` optimises (Re O, Im O) instead. The probe is optimised on its real and
+  imaginary parts, scaled by its initial peak amplitude so that ``lr_probe`` is a relative step.
+* **Loss.** Per position j, the mean over detector pixels of (|U_j| - sqrt(I_j))^2 (``"amplitude"``, Gaussian noise
+  on amplitudes) or of I'_j - I_j log I'_j + I_j log I_j - I_j (``"poisson"``, the Poisson deviance / 2). The loss
+  of a minibatch B is  sum_{j in B} loss_j / |B|,  a *sum* over positions divided by the *global* batch size, so the
+  gradient of a minibatch is exactly the sum of the gradients of any partition of it.
+* **Data parallelism (MPI-ready).** Every epoch draws a permutation of the positions from a ``torch.Generator``
+  seeded by (seed, epoch) and cuts it into global minibatches of ``batch_size`` in that fixed order. With ``size``
+  ranks, rank ``r`` evaluates the ``r``-th of ``size`` contiguous, nearly equal parts of each global minibatch; after
+  its backward pass the hook ``grad_allreduce(tensors)`` is called with ``[grad of each parameter..., loss]`` and
+  must sum them across ranks in place (e.g. ``MPI.Allreduce`` on contiguous buffers); then every rank takes the
+  same Adam step. The default (``grad_allreduce=None``, rank 0 of 1) is serial and imports no MPI.
+* **Checkpoints.** Every ``checkpoint_every`` epochs (and at the end) the parameters, Adam states and loss history
+  are written atomically to ``checkpoint_path`` (``torch.save``). ``resume=True`` continues from it; since the
+  minibatch order depends only on (seed, epoch), a resumed run equals an uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._version import __version__
+from ..io import DiffractionDataset, InputError
+from . import _options as opt
+from .forward import MultisliceForward, PositionError
+from .physics import wavelength_m
+from .probe import gaussian_probe, probe_photons, supplied_probe
+from .propagation import KINDS
+
+LOSSES = ("amplitude", "poisson")
+INITS = ("random", "constant", "xrf")
+PARAMETERIZATIONS = ("phase", "complex")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("complex64", "complex128")
+#: options that may differ between a checkpoint and the run that resumes it
+RESUME_FREE = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "device")
+
+GradAllreduce = Callable[[list], None]
+
+
+@dataclass
+class ReconstructionOptions:
+    """Options of :func:`reconstruct` (validated on construction; :meth:`from_dict` rejects unknown keys).
+
+    Attributes
+    ----------
+    epochs : passes over all positions.
+    batch_size : global minibatch size (positions per Adam step, summed over all ranks).
+    lr_object : Adam step of the object parameters (radians / nepers with ``parameterization="phase"``).
+    lr_probe : Adam step of the probe (relative to its initial peak amplitude).
+    optimize_probe : refine the probe; ``probe_delay_epochs`` : epochs before the probe starts to move.
+    loss : ``"amplitude"`` or ``"poisson"``.
+    init : ``"random"`` (unit amplitude, Gaussian phase of std ``init_noise`` rad), ``"constant"`` (ones),
+        ``"xrf"`` (XRF-seeded, see :mod:`.xrf`, needs ``xrf_elements``) or a path to an object guess
+        (reconstruction HDF5, ``FILE.h5:/dataset`` or ``.npy``).
+    init_noise : phase standard deviation (rad) of the random start.
+    n_slices : number of slices; None = from ``slice_pos_m`` or the dataset.
+    slice_pos_m : slice positions (m) overriding the dataset's.
+    object_shape : (H, W) overriding the dataset's (default: dataset, else the scanned extent).
+    propagation : ``"exact"`` or ``"paraxial"``.
+    parameterization : ``"phase"`` (phase and log-amplitude, default) or ``"complex"`` (real and imaginary parts).
+    xrf_elements : element -> 0-based slice index for ``init="xrf"``, e.g. ``{"Ni": 1}``.
+    xrf_epochs : epochs of the single-slice reconstruction that the XRF seeding starts from.
+    probe_fwhm_m : FWHM of the Gaussian probe guess when the dataset holds no probe (default: window / 4).
+    seed : seed of the initial guess and of the minibatch order.
+    device : ``"auto"``, ``"cpu"`` or ``"cuda"``; dtype : ``"complex64"`` or ``"complex128"``.
+    checkpoint_every : write a checkpoint every N epochs (0 = never); checkpoint_path : where.
+    resume : continue from ``checkpoint_path`` if it exists.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    lr_object: float = 2e-2
+    lr_probe: float = 1e-2
+    optimize_probe: bool = False
+    probe_delay_epochs: int = 0
+    loss: str = "amplitude"
+    init: str = "random"
+    init_noise: float = 1e-2
+    n_slices: int | None = None
+    slice_pos_m: list | None = None
+    object_shape: tuple | None = None
+    propagation: str = "exact"
+    parameterization: str = "phase"
+    xrf_elements: dict | None = None
+    xrf_epochs: int = 20
+    probe_fwhm_m: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "complex64"
+    checkpoint_every: int = 0
+    checkpoint_path: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        opt.check_int("epochs", self.epochs, 0)
+        opt.check_int("batch_size", self.batch_size, 1)
+        opt.check_positive("lr_object", self.lr_object, allow_zero=True)
+        opt.check_positive("lr_probe", self.lr_probe, allow_zero=True)
+        opt.check_bool("optimize_probe", self.optimize_probe)
+        opt.check_int("probe_delay_epochs", self.probe_delay_epochs, 0)
+        opt.check_choice("loss", self.loss, LOSSES)
+        if not isinstance(self.init, str) or not self.init:
+            raise opt.OptionsError(f"option init must be one of {INITS} or a file path, got {self.init!r}")
+        opt.check_positive("init_noise", self.init_noise, allow_zero=True)
+        opt.check_int("n_slices", self.n_slices, 1, allow_none=True)
+        if self.slice_pos_m is not None:
+            try:
+                self.slice_pos_m = [float(v) for v in np.atleast_1d(self.slice_pos_m)]
+            except (TypeError, ValueError) as exc:
+                raise opt.OptionsError(f"option slice_pos_m must be a list of numbers (m), got "
+                                       f"{self.slice_pos_m!r}") from exc
+            if self.n_slices is not None and len(self.slice_pos_m) != self.n_slices:
+                raise opt.OptionsError(f"slice_pos_m has {len(self.slice_pos_m)} entries but n_slices is "
+                                       f"{self.n_slices}")
+            pos = np.asarray(self.slice_pos_m)
+            if not np.all(np.isfinite(pos)) or np.any(np.diff(pos) <= 0):
+                raise opt.OptionsError(f"slice_pos_m must be finite and strictly increasing, got {self.slice_pos_m}")
+        if self.object_shape is not None:
+            shp = tuple(self.object_shape)
+            if len(shp) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shp):
+                raise opt.OptionsError(f"option object_shape must be two positive integers, got {self.object_shape!r}")
+            self.object_shape = shp
+        opt.check_choice("propagation", self.propagation, KINDS)
+        opt.check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        if self.xrf_elements is not None:
+            if not isinstance(self.xrf_elements, Mapping) or not self.xrf_elements or not all(
+                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                    for k, v in self.xrf_elements.items()):
+                raise opt.OptionsError(f"option xrf_elements must map element names to 0-based slice indices, "
+                                       f"e.g. {{'Ni': 1}}, got {self.xrf_elements!r}")
+            self.xrf_elements = dict(self.xrf_elements)
+        if self.init == "xrf" and not self.xrf_elements:
+            raise opt.OptionsError("init='xrf' needs xrf_elements, e.g. {'Ni': 1} (element -> 0-based slice index)")
+        opt.check_int("xrf_epochs", self.xrf_epochs, 1)
+        opt.check_positive("probe_fwhm_m", self.probe_fwhm_m, allow_none=True)
+        opt.check_int("seed", self.seed, 0)
+        opt.check_choice("device", self.device, DEVICES)
+        opt.check_choice("dtype", self.dtype, DTYPES)
+        opt.check_int("checkpoint_every", self.checkpoint_every, 0)
+        if self.checkpoint_path is not None and not isinstance(self.checkpoint_path, str):
+            self.checkpoint_path = os.fspath(self.checkpoint_path)
+        opt.check_bool("resume", self.resume)
+        if (self.checkpoint_every > 0 or self.resume) and not self.checkpoint_path:
+            raise opt.OptionsError("checkpoint_every > 0 or resume=True needs checkpoint_path")
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> "ReconstructionOptions":
+        """From a dict (e.g. parsed JSON) plus overrides; unknown keys raise :class:`OptionsError`."""
+        return opt.from_mapping(cls, mapping, **overrides)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ReconstructionOptions":
+        import json
+
+        return cls.from_dict(json.loads(text))
+
+    def to_dict(self) -> dict:
+        return opt.to_dict(self)
+
+    def to_json(self) -> str:
+        return opt.to_json(self)
+
+
+@dataclass
+class ReconstructionResult:
+    """Output of :func:`reconstruct`.
+
+    Attributes
+    ----------
+    object : complex (n_slices, H, W) transmission per slice.
+    probe : complex (h, w).
+    positions : (n, 2) float64 scan positions used (y, x) top-left, pixels.
+    loss : (epochs,) mean loss per position of each epoch.
+    slice_pos_m : (n_slices,) slice positions (m).
+    config : the options as a dict (JSON-ready).
+    seed, n_ranks : provenance.
+    extra : further arrays (e.g. the XRF seed) written as root datasets.
+    """
+
+    object: np.ndarray
+    probe: np.ndarray
+    positions: np.ndarray
+    loss: np.ndarray
+    slice_pos_m: np.ndarray
+    config: dict
+    seed: int = 0
+    n_ranks: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The mapping :func:`ptycho_ddip.io.write_reconstruction` expects."""
+        extra = {"slice_pos_m": np.asarray(self.slice_pos_m)}
+        extra.update(self.extra)
+        return {"object": self.object, "probe": self.probe, "positions": self.positions, "loss": self.loss,
+                "extra": extra, "config": self.config, "version": __version__, "seed": self.seed,
+                "n_ranks": self.n_ranks}
+
+
+# ------------------------------------------------------------------------------------------------ input checks
+def _name(dataset: DiffractionDataset) -> str:
+    return dataset.source or "dataset"
+
+
+def resolve_slice_positions(dataset: DiffractionDataset, options: ReconstructionOptions) -> np.ndarray:
+    """Slice positions (m): the options' override, else the dataset's; checked against ``n_slices``."""
+    if options.slice_pos_m is not None:
+        pos = np.asarray(options.slice_pos_m, dtype=np.float64)
+    else:
+        pos = np.asarray(dataset.slice_pos_m, dtype=np.float64).reshape(-1)
+        if pos.size == 0:
+            if options.n_slices == 1:
+                return np.zeros(1)
+            raise InputError(f"{_name(dataset)}: metadata/slice_pos_cm is missing; give the slice positions with "
+                             f"the option slice_pos_m (metres), e.g. [0, 10e-6]")
+    if options.n_slices is not None and pos.size != options.n_slices:
+        if options.slice_pos_m is None and options.n_slices == 1:
+            return pos[:1]
+        raise InputError(f"{_name(dataset)}: the dataset has {pos.size} slice positions but n_slices is "
+                         f"{options.n_slices}; give slice_pos_m with {options.n_slices} entries")
+    if not np.all(np.isfinite(pos)) or np.any(np.diff(pos) <= 0):
+        raise InputError(f"{_name(dataset)}: slice positions {pos.tolist()} must be finite and strictly increasing")
+    return pos
+
+
+def resolve_object_shape(dataset: DiffractionDataset, options: ReconstructionOptions) -> tuple:
+    """(H, W): the options', the dataset's, or the smallest array holding every probe window."""
+    if options.object_shape is not None:
+        return tuple(options.object_shape)
+    if dataset.object_shape is not None:
+        return tuple(dataset.object_shape)
+    h, w = dataset.detector_shape
+    top = np.floor(np.asarray(dataset.positions_px)).max(axis=0)
+    return int(top[0]) + h, int(top[1]) + w
+
+
+def check_dataset(dataset: DiffractionDataset, options: ReconstructionOptions) -> None:
+    """Raise :class:`InputError` for data a reconstruction cannot use (NaN, bad shapes, positions outside)."""
+    name = _name(dataset)
+    data = np.asarray(dataset.intensities)
+    if data.ndim != 3 or data.shape[0] < 1:
+        raise InputError(f"{name}: intensities must be (n_pos, det_y, det_x), got {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{name}: the intensities contain {int(np.count_nonzero(~np.isfinite(data)))} NaN or Inf "
+                         f"values; replace them (e.g. by 0) before reconstructing")
+    if np.any(data < 0):
+        raise InputError(f"{name}: the intensities contain negative values; clip them at 0")
+    for key, value in (("energy_ev", dataset.energy_ev), ("pixel_size_m", dataset.pixel_size_m)):
+        if value is None or not (math.isfinite(float(value)) and float(value) > 0):
+            raise InputError(f"{name}: metadata {key} is missing or invalid ({value!r}); add it to the file")
+    pos = np.asarray(dataset.positions_px)
+    if pos.shape != (data.shape[0], 2):
+        raise InputError(f"{name}: positions have shape {pos.shape}, expected ({data.shape[0]}, 2): one (y, x) "
+                         f"per diffraction pattern")
+    if dataset.probe is not None and tuple(np.shape(dataset.probe)) != data.shape[1:]:
+        raise InputError(f"{name}: the probe is {tuple(np.shape(dataset.probe))} but the detector is "
+                         f"{data.shape[1:]}; the probe must have the detector's shape")
+    fwd = MultisliceForward(data.shape[1:], [0.0], 1.0, 1.0)
+    try:
+        fwd.check_positions(pos, resolve_object_shape(dataset, options))
+    except PositionError as exc:
+        raise InputError(f"{name}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def epoch_permutation(n_positions: int, seed: int, epoch: int) -> torch.Tensor:
+    """The fixed, seeded order of positions in ``epoch`` (independent of ranks and of resuming)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) + 1)
+    return torch.randperm(n_positions, generator=g)
+
+
+def global_minibatches(n_positions: int, batch_size: int, seed: int, epoch: int) -> list:
+    """The global minibatches of an epoch: consecutive chunks of :func:`epoch_permutation`."""
+    return list(torch.split(epoch_permutation(n_positions, seed, epoch), batch_size))
+
+
+def rank_share(batch: torch.Tensor, rank: int, size: int) -> torch.Tensor:
+    """Rank ``rank``'s contiguous part of a global minibatch (``size`` nearly equal parts, fixed order)."""
+    n = batch.numel()
+    lo, hi = (n * rank) // size, (n * (rank + 1)) // size
+    return batch[lo:hi]
+
+
+class Reconstructor:
+    """Parameters, loss and Adam loop of one reconstruction (see the module docstring).
+
+    Parameters
+    ----------
+    dataset : the measured data.
+    options : :class:`ReconstructionOptions`.
+    initial_object : complex (n_slices, H, W) start (overrides ``options.init``).
+    rank, size : this process's rank and the number of ranks (data parallelism).
+    grad_allreduce : in-place sum across ranks of ``[grads..., loss]``; None when serial.
+    """
+
+    def __init__(self, dataset: DiffractionDataset, options: ReconstructionOptions, initial_object=None,
+                 rank: int = 0, size: int = 1, grad_allreduce: GradAllreduce | None = None):
+        from ..runtime import resolve_device
+
+        if not (0 <= rank < size):
+            raise ValueError(f"rank {rank} is not in [0, {size})")
+        check_dataset(dataset, options)
+        self.dataset, self.options = dataset, options
+        self.rank, self.size, self.grad_allreduce = int(rank), int(size), grad_allreduce
+        self.device = resolve_device(options.device, rank)
+        self.cdtype = getattr(torch, options.dtype)
+        self.rdtype = torch.float64 if self.cdtype == torch.complex128 else torch.float32
+        self.slice_pos_m = resolve_slice_positions(dataset, options)
+        self.object_shape = resolve_object_shape(dataset, options)
+        self.forward_model = MultisliceForward(dataset.detector_shape, self.slice_pos_m,
+                                               wavelength_m(dataset.energy_ev), dataset.pixel_size_m,
+                                               kind=options.propagation, free_prop_m=dataset.free_prop_m)
+        self.positions = torch.as_tensor(np.asarray(dataset.positions_px, dtype=np.float64), device=self.device)
+        data = torch.as_tensor(np.asarray(dataset.intensities, dtype=np.float32), device=self.device)
+        self.measured = data.to(self.rdtype)
+        self.measured_amplitude = torch.sqrt(self.measured)
+        self.extra: dict = {}
+        start = self._initial_object(initial_object)
+        self._init_parameters(start, self._initial_probe())
+        self.loss_history: list = []
+        self.epoch = 0
+
+    # ------------------------------------------------------------------------------------------ initial state
+    def _initial_object(self, initial_object) -> np.ndarray:
+        opts, n_slices = self.options, self.slice_pos_m.size
+        H, W = self.object_shape
+        if initial_object is None and opts.init not in INITS:
+            from ..io import read_object_guess
+
+            initial_object = read_object_guess(opts.init, n_slices)
+        if initial_object is not None:
+            guess = np.asarray(initial_object)
+            if guess.ndim == 2:
+                guess = guess[None]
+            if guess.shape != (n_slices, H, W):
+                raise InputError(f"{opts.init if opts.init not in INITS else 'initial object'}: has shape "
+                                 f"{guess.shape} but the reconstruction needs ({n_slices}, {H}, {W}); give a guess "
+                                 f"with {n_slices} slices of {H}x{W} or change n_slices/object_shape")
+            if not np.all(np.isfinite(guess)):
+                raise InputError("initial object: contains NaN or Inf; give a finite object guess")
+            return guess.astype(np.complex128)
+        if opts.init == "constant":
+            return np.ones((n_slices, H, W), dtype=np.complex128)
+        if opts.init == "random":
+            g = torch.Generator().manual_seed(int(opts.seed))
+            phase = torch.randn((n_slices, H, W), generator=g, dtype=torch.float64) * opts.init_noise
+            return np.exp(1j * phase.numpy())
+        from .xrf import xrf_initial_object
+
+        guess, info = xrf_initial_object(self.dataset, opts, self.slice_pos_m, self.object_shape)
+        self.extra.update(info)
+        return guess
+
+    def _initial_probe(self) -> torch.Tensor:
+        ds, opts = self.dataset, self.options
+        if ds.probe is not None:
+            return supplied_probe(ds.probe, ds.detector_shape, dtype=torch.complex128)
+        photons = float(np.mean(np.sum(ds.intensities, axis=(1, 2), dtype=np.float64)))
+        fwhm = opts.probe_fwhm_m or ds.pixel_size_m * min(ds.detector_shape) / 4.0
+        return gaussian_probe(ds.detector_shape, fwhm, ds.pixel_size_m, photons=max(photons, 1e-12),
+                              dtype=torch.complex128)
+
+    def _init_parameters(self, obj: np.ndarray, probe: torch.Tensor) -> None:
+        o = torch.as_tensor(obj, dtype=torch.complex128)
+        if self.options.parameterization == "phase":
+            a, b = torch.log(torch.clamp(o.abs(), min=1e-12)), torch.angle(o)
+        else:
+            a, b = o.real, o.imag
+        self.obj_a = a.to(self.rdtype).to(self.device).requires_grad_(True)
+        self.obj_b = b.to(self.rdtype).to(self.device).requires_grad_(True)
+        self.probe_scale = float(probe.abs().max())
+        p = probe / self.probe_scale
+        self.probe_re = p.real.to(self.rdtype).to(self.device).requires_grad_(self.options.optimize_probe)
+        self.probe_im = p.imag.to(self.rdtype).to(self.device).requires_grad_(self.options.optimize_probe)
+        self.object_optimizer = torch.optim.Adam([self.obj_a, self.obj_b], lr=self.options.lr_object)
+        self.probe_optimizer = torch.optim.Adam([self.probe_re, self.probe_im], lr=self.options.lr_probe)
+
+    # -------------------------------------------------------------------------------------------- model
+    @property
+    def parameters(self) -> list:
+        return [self.obj_a, self.obj_b, self.probe_re, self.probe_im]
+
+    def object(self) -> torch.Tensor:
+        """The current object, complex (n_slices, H, W) (differentiable)."""
+        if self.options.parameterization == "phase":
+            return torch.polar(torch.exp(self.obj_a), self.obj_b)
+        return torch.complex(self.obj_a, self.obj_b)
+
+    def probe(self) -> torch.Tensor:
+        """The current probe, complex (h, w) (differentiable)."""
+        return torch.complex(self.probe_re, self.probe_im) * self.probe_scale
+
+    def position_losses(self, indices: torch.Tensor) -> torch.Tensor:
+        """Loss of each position in ``indices`` (mean over detector pixels), shape (len(indices),)."""
+        wave = self.forward_model.detector_waves(self.object(), self.probe(), self.positions[indices])
+        if self.options.loss == "amplitude":
+            return ((wave.abs() - self.measured_amplitude[indices]) ** 2).mean(dim=(-2, -1))
+        pred = wave.real**2 + wave.imag**2
+        meas = self.measured[indices]
+        dev = pred - meas * torch.log(pred + 1e-8) + torch.xlogy(meas, meas) - meas
+        return dev.mean(dim=(-2, -1))
+
+    def minibatch_gradients(self, batch: torch.Tensor) -> tuple:
+        """This rank's contribution to the gradient of one global minibatch.
+
+        Computes sum_{j in share} loss_j / |batch| for this rank's share and back-propagates it; returns
+        (list of gradients, loss contribution as a 1-element tensor). Summing the contributions of all ranks gives
+        the gradient of the whole minibatch.
+        """
+        for p in self.parameters:
+            p.grad = None
+        share = rank_share(batch, self.rank, self.size).to(self.device)
+        if share.numel():
+            loss = self.position_losses(share).sum() / batch.numel()
+            loss.backward()
+            loss_value = loss.detach().reshape(1).to(torch.float64)
+        else:
+            loss_value = torch.zeros(1, dtype=torch.float64, device=self.device)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters]
+        return grads, loss_value
+
+    def step(self, batch: torch.Tensor) -> float:
+        """One Adam step on a global minibatch; returns the minibatch loss (summed over ranks)."""
+        grads, loss_value = self.minibatch_gradients(batch)
+        if self.grad_allreduce is not None:
+            self.grad_allreduce(grads + [loss_value])
+        for p, g in zip(self.parameters, grads):
+            p.grad = g
+        self.object_optimizer.step()
+        if self.options.optimize_probe and self.epoch >= self.options.probe_delay_epochs:
+            self.probe_optimizer.step()
+        return float(loss_value) * batch.numel()
+
+    def run_epoch(self) -> float:
+        """One pass over all positions; returns the mean loss per position."""
+        total = 0.0
+        n = self.positions.shape[0]
+        for batch in global_minibatches(n, self.options.batch_size, self.options.seed, self.epoch):
+            total += self.step(batch)
+        self.epoch += 1
+        mean = total / n
+        self.loss_history.append(mean)
+        return mean
+
+    # -------------------------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "loss_history": list(self.loss_history),
+                "parameters": [p.detach().cpu().clone() for p in self.parameters],
+                "probe_scale": self.probe_scale,
+                "object_optimizer": self.object_optimizer.state_dict(),
+                "probe_optimizer": self.probe_optimizer.state_dict(),
+                "options": self.options.to_dict(), "extra": self.extra, "version": __version__}
+
+    def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
+        saved = {k: v for k, v in state["options"].items() if k not in RESUME_FREE}
+        now = {k: v for k, v in self.options.to_dict().items() if k not in RESUME_FREE}
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if diff:
+            raise InputError(f"{source}: was written with different options {diff}; resume with the same options "
+                             f"(only {list(RESUME_FREE)} may change) or delete the checkpoint")
+        with torch.no_grad():
+            for p, v in zip(self.parameters, state["parameters"]):
+                if tuple(p.shape) != tuple(v.shape):
+                    raise InputError(f"{source}: parameter shapes {tuple(v.shape)} do not match {tuple(p.shape)}")
+                p.copy_(v.to(p.device))
+        self.probe_scale = float(state["probe_scale"])
+        self.object_optimizer.load_state_dict(state["object_optimizer"])
+        self.probe_optimizer.load_state_dict(state["probe_optimizer"])
+        self.epoch = int(state["epoch"])
+        self.loss_history = list(state["loss_history"])
+        self.extra = dict(state.get("extra", {}))
+
+    def save_checkpoint(self, path: str) -> None:
+        """Write the state atomically (temporary file in the same directory, then rename). Rank 0 only."""
+        if self.rank != 0:
+            return
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def load_checkpoint(self, path: str) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
+            raise InputError(f"{path}: is not a readable checkpoint ({exc}); delete it or set resume=False") from exc
+        self.load_state_dict(state, path)
+
+    # -------------------------------------------------------------------------------------------- driver
+    def run(self, progress: bool = True, callback: Callable[[int, float], None] | None = None
+            ) -> "ReconstructionResult":
+        """Run (or resume) until ``options.epochs``; returns the result."""
+        opts = self.options
+        if opts.resume and opts.checkpoint_path and os.path.exists(opts.checkpoint_path):
+            self.load_checkpoint(opts.checkpoint_path)
+        bar = tqdm(range(self.epoch, opts.epochs), desc="reconstruct", unit="epoch", initial=self.epoch,
+                   total=opts.epochs, disable=not progress or self.rank != 0, leave=False)
+        for _ in bar:
+            loss = self.run_epoch()
+            bar.set_postfix(loss=f"{loss:.4g}")
+            if callback is not None:
+                callback(self.epoch, loss)
+            if opts.checkpoint_every and self.epoch % opts.checkpoint_every == 0:
+                self.save_checkpoint(opts.checkpoint_path)
+        bar.close()
+        if opts.checkpoint_path and opts.checkpoint_every:
+            self.save_checkpoint(opts.checkpoint_path)
+        return self.result()
+
+    def result(self) -> ReconstructionResult:
+        with torch.no_grad():
+            obj = self.object().detach().cpu().numpy()
+            probe = self.probe().detach().cpu().numpy()
+        return ReconstructionResult(object=obj, probe=probe, positions=self.positions.cpu().numpy(),
+                                    loss=np.asarray(self.loss_history, dtype=np.float64),
+                                    slice_pos_m=self.slice_pos_m.copy(), config=self.options.to_dict(),
+                                    seed=self.options.seed, n_ranks=self.size,
+                                    extra={k: np.asarray(v) for k, v in self.extra.items()})
+
+
+def _as_options(options) -> ReconstructionOptions:
+    if options is None:
+        return ReconstructionOptions()
+    if isinstance(options, ReconstructionOptions):
+        return options
+    return ReconstructionOptions.from_dict(options)
+
+
+def reconstruct(dataset: DiffractionDataset, options: ReconstructionOptions | Mapping[str, Any] | None = None,
+                progress: bool = True, *, initial_object=None, rank: int = 0, size: int = 1,
+                grad_allreduce: GradAllreduce | None = None,
+                callback: Callable[[int, float], None] | None = None) -> ReconstructionResult:
+    """Reconstruct a multislice object from a diffraction dataset.
+
+    Parameters
+    ----------
+    dataset : :class:`ptycho_ddip.io.DiffractionDataset`.
+    options : :class:`ReconstructionOptions` or a dict of its fields.
+    progress : show a tqdm bar with the loss (rank 0 only).
+    initial_object : complex (n_slices, H, W) start, overriding ``options.init``.
+    rank, size, grad_allreduce : data-parallel hooks (see the module docstring); the default is serial.
+    callback : called as ``callback(epoch, loss)`` after every epoch.
+
+    Returns
+    -------
+    :class:`ReconstructionResult`.
+
+    Examples
+    --------
+    >>> from ptycho_ddip.multislice.simulate import simulate
+    >>> ds = simulate(shape=(64, 64), probe_shape=(32, 32), probe="gaussian", probe_fwhm_m=80e-9, step_px=8)
+    >>> res = reconstruct(ds, {"epochs": 2, "device": "cpu"}, progress=False)
+    >>> res.object.shape, res.loss.shape
+    ((2, 64, 64), (2,))
+    """
+    rec = Reconstructor(dataset, _as_options(options), initial_object=initial_object, rank=rank, size=size,
+                        grad_allreduce=grad_allreduce)
+    return rec.run(progress=progress, callback=callback)
+
+
+def reconstruct_file(data_path: str | os.PathLike, out_path: str | os.PathLike,
+                     options: ReconstructionOptions | Mapping[str, Any] | None = None, overwrite: bool = False,
+                     progress: bool = True) -> ReconstructionResult:
+    """Read a dataset, reconstruct, and write the result (HDF5 + TIFFs) with
+    :func:`ptycho_ddip.io.write_reconstruction`. The output path and every input are checked before any work; on
+    an error nothing is written."""
+    from ..io import check_output_path, read_dataset, write_reconstruction
+
+    options = _as_options(options)
+    check_output_path(out_path, overwrite)
+    dataset = read_dataset(data_path)
+    result = reconstruct(dataset, options, progress=progress)
+    write_reconstruction(out_path, result.to_dict(), overwrite=overwrite)
+    return result
