@@ -109,3 +109,54 @@ def power_spectrum_figure(images: Sequence[np.ndarray], titles: Sequence[str], e
     if path:
         save_figure(fig, path)
     return fig
+
+
+def erf_fit_figure(fit, image: Optional[np.ndarray] = None, start: Optional[Sequence[float]] = None,
+                   end: Optional[Sequence[float]] = None, path: Optional[str] = None):
+    """Edge-resolution figure, as in the paper's Fig. 5: the image with the profile line (when ``image`` is given)
+    and the line profile with its error-function fit, the edge's FWHM printed.
+
+    Parameters
+    ----------
+    fit : an ``ErfFit`` from :func:`ptycho_ddip.separation.metrics.erf_resolution`.
+    image : (H, W) image the profile was taken from (optional).
+    start, end : (y, x) end points of the line in pixels, drawn on the image when both are given.
+    path : PNG file to save the figure to (optional).
+
+    Examples
+    --------
+    >>> from scipy import ndimage
+    >>> from ptycho_ddip.separation.metrics import erf_resolution
+    >>> im = ndimage.gaussian_filter(np.kron([[0.0, 1.0]], np.ones((32, 16))), 2.0)
+    >>> fig = erf_fit_figure(erf_resolution(im, (16, 4), (16, 28)), im, (16, 4), (16, 28))
+    >>> len(fig.axes)
+    2
+    """
+    fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(8.0 if image is not None else 4.5, 3.4),
+                             squeeze=False)
+    axes = axes[0]
+    if image is not None:
+        _show(axes[0], np.asarray(image, dtype=np.float64), "image")
+        if start is not None and end is not None:
+            axes[0].plot([start[1], end[1]], [start[0], end[0]], "-", color="tab:orange", lw=1.5)
+            axes[0].plot([start[1]], [start[0]], "o", color="tab:orange", ms=4)
+    ax = axes[-1]
+    ax.plot(fit.distance_px, fit.profile, ".", color="0.3", label="profile")
+    dense = np.linspace(fit.distance_px[0], fit.distance_px[-1], 400)
+    from scipy.special import erf
+
+    model = fit.offset + 0.5 * fit.amplitude * (1 + erf((dense - fit.center_px) / (np.sqrt(2) * fit.sigma_px)))
+    ax.plot(dense, model, "-", color="tab:orange", label="erf fit")
+    for x in (fit.center_px - fit.fwhm_px / 2, fit.center_px + fit.fwhm_px / 2):
+        ax.axvline(x, color="tab:blue", ls=":", lw=1)
+    text = f"FWHM = {fit.fwhm_px:.2f} px"
+    if fit.fwhm_m is not None:
+        text += f" = {fit.fwhm_m * 1e9:.1f} nm"
+    ax.set_title(text, fontsize=9)
+    ax.set_xlabel("distance along line (px)")
+    ax.set_ylabel("value")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig

@@ -135,3 +135,14 @@ def test_positions_outside_object_raise():
     fwd.intensities(o, p, [[24.99, 24.0]])  # floor(y) + h = 40 still fits
     with pytest.raises(ValueError, match="object must have shape"):
         fwd.intensities(o[0], p, [[0.0, 0.0]])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    obj, probe = _random_case(7, n_slices=2)
+    fwd = MultisliceForward(probe.shape, [0.0, 5e-6], LAM, DX)
+    positions = [[1.5, 2.25], [20.0, 3.0]]
+    cpu = fwd.intensities(torch.from_numpy(obj), torch.from_numpy(probe), positions)
+    gpu = fwd.intensities(torch.from_numpy(obj).cuda(), torch.from_numpy(probe).cuda(), positions)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9 * float(cpu.max()))

@@ -120,15 +120,25 @@ class MultisliceForward:
                 f"or shift the positions")
 
     # --------------------------------------------------------------------------------------------- components
+    def _gather_index(self, corners: torch.Tensor, width: int, device) -> torch.Tensor:
+        h, w = self.probe_shape
+        offsets = (torch.arange(h, device=device)[:, None] * width + torch.arange(w, device=device)[None, :])
+        base = corners[:, 0].to(device) * width + corners[:, 1].to(device)
+        return (base[:, None] + offsets.reshape(-1)[None, :]).reshape(-1)
+
     def extract_patches(self, obj: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
         """Object patches (n_slices, n, h, w) at integer top-left ``corners`` (n, 2), by one gather."""
         S, H, W = obj.shape
-        h, w = self.probe_shape
-        dev = obj.device
-        offsets = (torch.arange(h, device=dev)[:, None] * W + torch.arange(w, device=dev)[None, :]).reshape(-1)
-        base = corners[:, 0].to(dev) * W + corners[:, 1].to(dev)
-        index = (base[:, None] + offsets[None, :]).reshape(-1)
-        return torch.index_select(obj.reshape(S, H * W), 1, index).reshape(S, corners.shape[0], h, w)
+        index = self._gather_index(corners, W, obj.device)
+        return torch.index_select(obj.reshape(S, H * W), 1, index).reshape(S, corners.shape[0], *self.probe_shape)
+
+    def _patch_list(self, obj: torch.Tensor, corners: torch.Tensor) -> list:
+        # one gather per slice: the backward pass then scatters into each (H, W) slice instead of zero-filling an
+        # (n_slices, n, h, w) buffer per slice
+        S, H, W = obj.shape
+        index = self._gather_index(corners, W, obj.device)
+        return [torch.index_select(o.reshape(H * W), 0, index).reshape(corners.shape[0], *self.probe_shape)
+                for o in obj.unbind(0)]
 
     def shift_probe(self, probe: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
         """Probe shifted by sub-pixel ``frac`` (n, 2) via a Fourier phase ramp: (n, h, w), psi(u) = P(u - frac)."""
@@ -141,16 +151,18 @@ class MultisliceForward:
         fy = torch.fft.fftfreq(h, dtype=torch.float64, device=probe.device)
         fx = torch.fft.fftfreq(w, dtype=torch.float64, device=probe.device)
         frac = frac.to(device=probe.device, dtype=torch.float64)
-        phase = -2.0 * math.pi * (frac[:, 0, None, None] * fy[None, :, None] + frac[:, 1, None, None] * fx[None, None, :])
-        ramp = torch.polar(torch.ones_like(phase, dtype=real), phase.to(real))
-        return torch.fft.ifft2(torch.fft.fft2(probe) * ramp)
+        phase_y = (-2.0 * math.pi * frac[:, 0, None] * fy[None, :]).to(real)  # (n, h), separable ramp
+        phase_x = (-2.0 * math.pi * frac[:, 1, None] * fx[None, :]).to(real)  # (n, w)
+        ramp_y = torch.polar(torch.ones_like(phase_y), phase_y)[:, :, None]
+        ramp_x = torch.polar(torch.ones_like(phase_x), phase_x)[:, None, :]
+        return torch.fft.ifft2(torch.fft.fft2(probe) * ramp_y * ramp_x)
 
     def propagate_through(self, patches: torch.Tensor, incident: torch.Tensor) -> torch.Tensor:
-        """Exit waves (n, h, w) of incident waves (n, h, w) through object patches (n_slices, n, h, w); linear in
-        ``incident``."""
+        """Exit waves (n, h, w) of incident waves (n, h, w) through object patches (n_slices, n, h, w) (or a list of
+        n_slices (n, h, w) patches); linear in ``incident``."""
         psi = incident
-        for s in range(patches.shape[0]):
-            psi = psi * patches[s]
+        for s, patch in enumerate(patches):
+            psi = psi * patch
             if s < len(self.propagators):
                 psi = self.propagators[s].forward(psi)
         return psi
@@ -158,16 +170,23 @@ class MultisliceForward:
     def propagate_through_adjoint(self, patches: torch.Tensor, exit_wave: torch.Tensor) -> torch.Tensor:
         """Adjoint of :meth:`propagate_through` in the incident wave (same patches)."""
         chi = exit_wave
-        for s in reversed(range(patches.shape[0])):
+        patches = list(patches)
+        for s in reversed(range(len(patches))):
             if s < len(self.propagators):
                 chi = self.propagators[s].adjoint(chi)
             chi = chi * patches[s].conj()
         return chi
 
-    def detector_wave(self, exit_wave: torch.Tensor) -> torch.Tensor:
-        """Complex wave at the detector: far field (DC centred) or free-space propagation by ``free_prop_m``."""
+    def detector_wave(self, exit_wave: torch.Tensor, centred: bool = True) -> torch.Tensor:
+        """Complex wave at the detector: far field (DC centred) or free-space propagation by ``free_prop_m``.
+
+        ``centred=False`` skips the far field's ``fftshift`` (DC at index (0, 0)); a reconstructor can compare
+        such waves with ``ifftshift``-ed data and save one pass over the batch per evaluation.
+        """
         if self.free_propagator is None:
-            return far_field(exit_wave)
+            if centred:
+                return far_field(exit_wave)
+            return torch.fft.fft2(exit_wave, norm="ortho")
         return self.free_propagator.forward(exit_wave)
 
     def detector_wave_adjoint(self, wave: torch.Tensor) -> torch.Tensor:
@@ -201,11 +220,12 @@ class MultisliceForward:
     def exit_waves(self, obj: torch.Tensor, probe: torch.Tensor, positions) -> torch.Tensor:
         """Exit waves (n, h, w) for object (n_slices, H, W), probe (h, w) and positions (n, 2)."""
         obj, probe, corners, frac = self._prepare(obj, probe, positions)
-        return self.propagate_through(self.extract_patches(obj, corners), self.shift_probe(probe, frac))
+        return self.propagate_through(self._patch_list(obj, corners), self.shift_probe(probe, frac))
 
-    def detector_waves(self, obj: torch.Tensor, probe: torch.Tensor, positions) -> torch.Tensor:
-        """Complex detector waves (n, h, w) (far field: DC at the centre)."""
-        return self.detector_wave(self.exit_waves(obj, probe, positions))
+    def detector_waves(self, obj: torch.Tensor, probe: torch.Tensor, positions, centred: bool = True
+                       ) -> torch.Tensor:
+        """Complex detector waves (n, h, w) (far field: DC at the centre unless ``centred=False``)."""
+        return self.detector_wave(self.exit_waves(obj, probe, positions), centred)
 
     def intensities(self, obj: torch.Tensor, probe: torch.Tensor, positions) -> torch.Tensor:
         """Diffraction intensities |U|^2 (n, h, w), real, DC at the centre."""

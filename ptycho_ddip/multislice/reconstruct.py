@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from ..io import DiffractionDataset, InputError
 from . import _options as opt
 from .forward import MultisliceForward, PositionError
 from .physics import wavelength_m
-from .probe import gaussian_probe, probe_photons, supplied_probe
+from .probe import gaussian_probe, supplied_probe
 from .propagation import KINDS
 
 LOSSES = ("amplitude", "poisson")
@@ -331,13 +331,24 @@ class Reconstructor:
                                                kind=options.propagation, free_prop_m=dataset.free_prop_m)
         self.positions = torch.as_tensor(np.asarray(dataset.positions_px, dtype=np.float64), device=self.device)
         data = torch.as_tensor(np.asarray(dataset.intensities, dtype=np.float32), device=self.device)
+        if self.forward_model.free_propagator is None:  # compare with unshifted far fields (saves an fftshift)
+            data = torch.fft.ifftshift(data, dim=(-2, -1))
         self.measured = data.to(self.rdtype)
         self.measured_amplitude = torch.sqrt(self.measured)
         self.extra: dict = {}
-        start = self._initial_object(initial_object)
+        if self.resuming:  # the checkpoint replaces the start: skip a possibly expensive (XRF) initialisation
+            start = np.ones((self.slice_pos_m.size, *self.object_shape), dtype=np.complex128)
+        else:
+            start = self._initial_object(initial_object)
         self._init_parameters(start, self._initial_probe())
         self.loss_history: list = []
         self.epoch = 0
+
+    @property
+    def resuming(self) -> bool:
+        """True when ``options.resume`` is set and the checkpoint file exists."""
+        opts = self.options
+        return bool(opts.resume and opts.checkpoint_path and os.path.exists(opts.checkpoint_path))
 
     # ------------------------------------------------------------------------------------------ initial state
     def _initial_object(self, initial_object) -> np.ndarray:
@@ -411,7 +422,7 @@ class Reconstructor:
 
     def position_losses(self, indices: torch.Tensor) -> torch.Tensor:
         """Loss of each position in ``indices`` (mean over detector pixels), shape (len(indices),)."""
-        wave = self.forward_model.detector_waves(self.object(), self.probe(), self.positions[indices])
+        wave = self.forward_model.detector_waves(self.object(), self.probe(), self.positions[indices], centred=False)
         if self.options.loss == "amplitude":
             return ((wave.abs() - self.measured_amplitude[indices]) ** 2).mean(dim=(-2, -1))
         pred = wave.real**2 + wave.imag**2
@@ -513,12 +524,13 @@ class Reconstructor:
             ) -> "ReconstructionResult":
         """Run (or resume) until ``options.epochs``; returns the result."""
         opts = self.options
-        if opts.resume and opts.checkpoint_path and os.path.exists(opts.checkpoint_path):
+        if self.resuming and self.epoch == 0:
             self.load_checkpoint(opts.checkpoint_path)
-        bar = tqdm(range(self.epoch, opts.epochs), desc="reconstruct", unit="epoch", initial=self.epoch,
-                   total=opts.epochs, disable=not progress or self.rank != 0, leave=False)
-        for _ in bar:
+        bar = tqdm(desc="reconstruct", unit="epoch", initial=self.epoch, total=opts.epochs,
+                   disable=not progress or self.rank != 0, leave=False)
+        while self.epoch < opts.epochs:
             loss = self.run_epoch()
+            bar.update(1)
             bar.set_postfix(loss=f"{loss:.4g}")
             if callback is not None:
                 callback(self.epoch, loss)
