@@ -80,19 +80,41 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
 
 
 def _run_separate(args: argparse.Namespace) -> int:
-    from .io import load_config
-    from .separation.separate import separate_files
+    """Serial, or under ``mpiexec -n R``: ensemble member k is fitted on rank k % R and rank 0 gathers the members,
+    computes mean and std and writes every output."""
+    from .io import check_output_path, load_config, read_images
+    from .parallel import get_comm
+    from .separation.separate import output_paths, separate_files
 
-    base = load_config(args.config) if args.config else {}
-    base = base.get("separation", base)
-    opts = separation_options_from_args(args, base)
-    res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
-                         overwrite=args.overwrite, progress=not args.no_progress)
-    if res is not None:
-        print(f"wrote {args.output}; alpha = {json.dumps(res.alpha.round(4).tolist())}")
-        if res.monitor is not None:
-            last = dict(zip(res.monitor_columns, res.monitor[-1]))
-            print("final vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
+    comm = get_comm()
+    with comm.abort_on_error("ptycho-ddip separate: error: "):
+        def options():
+            base = load_config(args.config) if args.config else {}
+            base = base.get("separation", base)
+            return separation_options_from_args(args, base)
+
+        opts = comm.agree(options)
+        kwargs: dict = {}
+        if comm.size > 1:  # preflight on every rank, so that a bad input stops all ranks with one clean error
+            def preflight():
+                if comm.is_root:
+                    paths = output_paths(args.output)
+                    for key in ("h5", "tiff", "png") + (("std_tiff",) if opts.ensemble > 1 else ()):
+                        check_output_path(paths[key], args.overwrite)
+                read_images(args.inputs, part=args.part)
+                if args.truth:
+                    read_images(args.truth, part=args.part)
+
+            comm.agree(preflight)
+            gather = comm.ensemble_gather(opts.ensemble)
+            kwargs = {"members": gather.members, "gather": gather}
+        res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
+                             overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, **kwargs)
+        if res is not None:
+            print(f"wrote {args.output}; alpha = {json.dumps(res.alpha.round(4).tolist())}")
+            if res.monitor is not None:
+                last = dict(zip(res.monitor_columns, res.monitor[-1]))
+                print("final vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
     return 0
 
 

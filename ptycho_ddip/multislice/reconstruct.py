@@ -594,15 +594,27 @@ def reconstruct(dataset: DiffractionDataset, options: ReconstructionOptions | Ma
 
 def reconstruct_file(data_path: str | os.PathLike, out_path: str | os.PathLike,
                      options: ReconstructionOptions | Mapping[str, Any] | None = None, overwrite: bool = False,
-                     progress: bool = True) -> ReconstructionResult:
+                     progress: bool = True, *, comm=None,
+                     callback: Callable[[int, float], None] | None = None) -> ReconstructionResult:
     """Read a dataset, reconstruct, and write the result (HDF5 + TIFFs) with
     :func:`ptycho_ddip.io.write_reconstruction`. The output path and every input are checked before any work; on
-    an error nothing is written."""
-    from ..io import check_output_path, read_dataset, write_reconstruction
+    an error nothing is written.
 
+    ``comm`` (a :class:`ptycho_ddip.parallel.Communicator`; default :func:`ptycho_ddip.parallel.get_comm`, which is
+    serial unless the process was started by ``mpiexec`` with several ranks) makes the run data parallel: every rank
+    evaluates its share of each global minibatch, gradients are summed with one ``Allreduce``, only rank 0 shows
+    progress and writes the files. Every rank returns the (identical) result."""
+    from ..io import check_output_path, read_dataset, write_reconstruction
+    from ..parallel import get_comm
+
+    comm = get_comm() if comm is None else comm
     options = _as_options(options)
-    check_output_path(out_path, overwrite)
-    dataset = read_dataset(data_path)
-    result = reconstruct(dataset, options, progress=progress)
-    write_reconstruction(out_path, result.to_dict(), overwrite=overwrite)
+    comm.call_on_root(check_output_path, out_path, overwrite)
+    dataset = comm.agree(read_dataset, data_path)
+    rec = comm.agree(Reconstructor, dataset, options, rank=comm.rank, size=comm.size,
+                     grad_allreduce=comm.allreduce_sum_ if comm.size > 1 else None)
+    result = rec.run(progress=progress and comm.is_root, callback=callback)
+    if comm.is_root:
+        write_reconstruction(out_path, result.to_dict(), overwrite=overwrite)
+    comm.barrier()
     return result

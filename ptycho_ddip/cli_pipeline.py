@@ -1,0 +1,85 @@
+"""Subcommand ``ptycho-ddip pipeline`` (registered in :data:`ptycho_ddip.cli.COMMANDS`): reconstruct -> DDIP ->
+reconstruct from the separated slices, with a report; it parses arguments and calls
+:func:`ptycho_ddip.pipeline.run_pipeline`.
+
+Options: defaults, then ``--config FILE.json|toml`` (the layout of ``OUTDIR/config.json``: ``part``, ``crop_to_scan``,
+``scan_threshold``, ``checkpoint_every``, ``separation_checkpoint_every`` and the tables ``pass1``, ``separation``,
+``pass2``; optionally all under a ``"pipeline"`` table), then the flags, which win.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from .cli import command
+from .cli_multislice import _xrf_elements
+
+
+@command("pipeline", "reconstruct -> DDIP separation -> second reconstruction from the separated slices, with a report")
+def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
+    p.add_argument("data", metavar="DATA.h5", help="diffraction dataset (Adorym layout, e.g. from `simulate`)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="output directory: pass1.h5, separation.h5, pass2.h5, PNGs, summary.png, metrics.json, "
+                        "config.json")
+    p.add_argument("--config", help="JSON/TOML pipeline config (see OUTDIR/config.json of any run); flags win")
+    p.add_argument("--force", action="store_true", help="delete the outputs of a previous run in OUTDIR, redo all")
+    p.add_argument("--part", choices=("phase", "magnitude"), help="part of the slices to separate (default phase)")
+    p.add_argument("--epochs-pass1", type=int, help="epochs of the first reconstruction")
+    p.add_argument("--epochs-separation", type=int, help="DDIP epochs")
+    p.add_argument("--epochs-pass2", type=int, help="epochs of the second reconstruction")
+    p.add_argument("--batch-size", type=int, help="global minibatch size of both passes")
+    p.add_argument("--init", help="start of pass 1: random | constant | xrf | FILE.h5")
+    p.add_argument("--xrf-elements", type=_xrf_elements, metavar="EL:SLICE,...",
+                   help="element -> 0-based slice for --init xrf, e.g. Ni:1")
+    p.add_argument("--filters", choices=("kernel", "dip"), help="DDIP ghost filters")
+    p.add_argument("--ensemble", type=int, help="DDIP ensemble members (spread over MPI ranks)")
+    p.add_argument("--seed", type=int, help="seed of every stage")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device of every stage")
+    p.add_argument("--threads", type=int, help="CPU threads per rank")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return _run_pipeline
+
+
+def pipeline_options_from_args(args: argparse.Namespace):
+    """:class:`~ptycho_ddip.pipeline.PipelineOptions` from ``--config`` and the flags; errors name the file."""
+    from .io import InputError, load_config
+    from .pipeline import PipelineOptions
+
+    config = load_config(args.config) if args.config else {}
+    config = dict(config.get("pipeline", config))
+    stages = {name: dict(config.get(name) or {}) for name in ("pass1", "separation", "pass2")}
+    if args.part is not None:
+        config["part"] = args.part
+    sets = {"pass1": {"epochs": args.epochs_pass1, "batch_size": args.batch_size, "init": args.init,
+                      "xrf_elements": args.xrf_elements, "seed": args.seed, "device": args.device},
+            "separation": {"epochs": args.epochs_separation, "filters": args.filters, "ensemble": args.ensemble,
+                           "seed": args.seed, "device": args.device, "threads": args.threads},
+            "pass2": {"epochs": args.epochs_pass2, "batch_size": args.batch_size, "seed": args.seed,
+                      "device": args.device}}
+    for name, flags in sets.items():
+        stages[name].update({k: v for k, v in flags.items() if v is not None})
+    if args.filters is not None and "gamma_excl" not in (config.get("separation") or {}):
+        stages["separation"]["gamma_excl"] = None  # the default of the chosen filter type
+    config.update(stages)
+    try:
+        return PipelineOptions.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{args.config + ' (or the command line)' if args.config else 'command line'}: "
+                         f"{exc}") from None
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from .parallel import get_comm
+    from .pipeline import run_pipeline
+    from .runtime import configure_threads
+
+    comm = get_comm()
+    with comm.abort_on_error("ptycho-ddip pipeline: error: "):
+        opts = comm.agree(pipeline_options_from_args, args)
+        configure_threads(args.threads)
+        out = run_pipeline(args.data, args.output, opts, force=args.force, progress=not args.no_progress,
+                           comm=comm, verbose=True)
+        if comm.is_root:
+            print(f"wrote {args.output}/: pass1.h5, separation.h5, pass2.h5, summary.png, metrics.json, config.json "
+                  f"(ran: {', '.join(out['ran']) or 'nothing'}; skipped: {', '.join(out['skipped']) or 'nothing'})")
+    return 0

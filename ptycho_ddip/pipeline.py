@@ -1,0 +1,665 @@
+"""The crosstalk-mitigation pipeline: reconstruct -> separate with DDIP -> reconstruct again from the separated slices.
+
+Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, see *Resume*):
+
+1. ``pass1``: multislice reconstruction of the data (:class:`ReconstructionOptions` ``pass1``; e.g. a random start
+   at large slice spacing, or the XRF-seeded start at small spacing). Writes ``pass1.h5`` (+ ``pass1_phase.tiff``,
+   ``pass1_magnitude.tiff``) and ``pass1.png``.
+2. ``separation``: the chosen ``part`` of every slice (``"phase"`` by default, or ``"magnitude"``) inside the scanned
+   region is separated with the modified DDIP (:class:`SeparationOptions` ``separation``). The *scanned region* is
+   the bounding box of the pixels whose summed probe intensity over the scan exceeds ``scan_threshold`` of its
+   maximum (at least 32 x 32 px); outside it the object is unconstrained noise that would only distort the joint
+   normalisation. Writes ``separation_input.h5`` (``images``, and ``truth`` when the data hold ground truth;
+   attribute ``box`` = y0, y1, x0, x1), ``separation.h5`` (+ TIFFs) and ``separation.png``.
+   Phases are taken as ``angle(O e^{-i c}) + c`` with c the phase of the slice's mean inside the box, so that an
+   overall phase offset does not wrap.
+3. ``pass2``: a second reconstruction (``pass2`` options) whose initial guess is pass 1's object with the separated
+   part put back inside the box: for ``part="phase"`` the seed is ``|O_1| exp(i phi_sep)`` (the separated phase with
+   pass 1's magnitude); for ``part="magnitude"`` it is ``max(m_sep, 1e-3) exp(i phi_1)``. ``pass2.init`` is not
+   used (leave it at its default). Writes ``pass2.h5`` (+ TIFFs) and ``pass2.png``.
+4. ``report``: ``metrics.json`` and ``summary.png`` (the slices after pass 1, after DDIP and after pass 2, the true
+   slices, and the loss curves); the metric table is also printed. With ground truth, every stage's slices are
+   scored inside the box with :func:`ptycho_ddip.separation.metrics.separation_metrics` (``ghosts=None``: the
+   band images of the other true slice are the ghost regressors): ghost-to-signal ratio, correlation, PSNR, SSIM.
+   Each pass also gets its data loss, evaluated at its final object and probe (mean over positions of the
+   reconstruction loss), and the true object's data loss with the dataset's probe (the noise floor).
+
+``OUTDIR/config.json`` holds the effective :class:`PipelineOptions` (it can be passed back with ``--config``).
+
+Resume. Every write is atomic, so an existing stage output is complete. Run again, the pipeline skips every stage
+whose output exists as long as no earlier stage was redone, and continues a stage that was interrupted from its
+checkpoint (``pass1.h5.ckpt``, ``separation.h5.ckpt[.memberK]``, ``pass2.h5.ckpt``, written every
+``checkpoint_every`` reconstruction epochs and every ``separation_checkpoint_every`` DDIP epochs). A directory that
+holds a run with other options (``config.json`` differs in anything but devices, threads and checkpoint intervals)
+or from another dataset is refused; ``force=True`` (``--force``) deletes the previous outputs and starts over.
+
+MPI. Under ``mpiexec -n R`` the passes are data parallel (each global minibatch split over the ranks, one
+``Allreduce`` of the gradients per step) and the separation ensemble is split over the ranks (member k on rank
+k % R); rank 0 alone writes files and prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from .io import InputError
+from .multislice._options import OptionsError
+from .multislice.reconstruct import ReconstructionOptions
+from .separation.options import SeparationOptions
+
+__all__ = ["PipelineOptions", "run_pipeline", "pipeline_paths", "scan_box", "seed_object", "slice_part",
+           "STAGES", "format_metrics"]
+
+PARTS = ("phase", "magnitude")
+STAGES = ("pass1", "separation", "pass2", "report")
+#: options that may change between runs of the same OUTDIR (they do not change the result)
+RUN_CONTROL = ("checkpoint_every", "separation_checkpoint_every", "pass1.device", "pass2.device",
+               "separation.device", "separation.threads", "separation.log_every")
+_MANAGED = ("checkpoint_every", "checkpoint_path", "resume")
+
+
+@dataclass
+class PipelineOptions:
+    """Options of :func:`run_pipeline` (validated; unknown keys are errors; JSON round trip).
+
+    Attributes
+    ----------
+    pass1 : :class:`ReconstructionOptions` of the first reconstruction (a dict is converted).
+    separation : :class:`SeparationOptions` of the DDIP separation.
+    pass2 : :class:`ReconstructionOptions` of the second reconstruction (its ``init`` is replaced by the seed built
+        from the separation and must stay at its default).
+    part : ``"phase"`` (default) or ``"magnitude"``: which part of the slices is separated.
+    crop_to_scan : separate only the scanned region's bounding box (default True).
+    scan_threshold : the scanned region is where the summed probe intensity exceeds this fraction of its maximum.
+    checkpoint_every : reconstruction epochs between checkpoints (0 = none).
+    separation_checkpoint_every : DDIP epochs between checkpoints (0 = none).
+
+    Checkpoint paths are managed by the pipeline: ``checkpoint_every``, ``checkpoint_path`` and ``resume`` of the
+    stage options must stay at their defaults.
+
+    Examples
+    --------
+    >>> o = PipelineOptions.from_dict({"pass1": {"epochs": 3}, "separation": {"epochs": 20}, "part": "phase"})
+    >>> o.pass1.epochs, o.separation.epochs, o.pass2.epochs
+    (3, 20, 50)
+    >>> PipelineOptions.from_json(o.to_json()) == o
+    True
+    """
+
+    pass1: ReconstructionOptions = field(default_factory=ReconstructionOptions)
+    separation: SeparationOptions = field(default_factory=SeparationOptions)
+    pass2: ReconstructionOptions = field(default_factory=ReconstructionOptions)
+    part: str = "phase"
+    crop_to_scan: bool = True
+    scan_threshold: float = 0.1
+    checkpoint_every: int = 5
+    separation_checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        for name, cls in (("pass1", ReconstructionOptions), ("separation", SeparationOptions),
+                          ("pass2", ReconstructionOptions)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                try:
+                    value = cls.from_dict(dict(value))
+                except (TypeError, ValueError) as exc:
+                    raise OptionsError(f"{name}: {exc}") from None
+            elif not isinstance(value, cls):
+                raise OptionsError(f"option {name} must be a {cls.__name__} or a dict of its options, got "
+                                   f"{type(value).__name__}")
+            setattr(self, name, value)
+            defaults = cls()
+            for key in _MANAGED:
+                if getattr(value, key) != getattr(defaults, key):
+                    raise OptionsError(f"{name}.{key} is managed by the pipeline (checkpoints go to OUTDIR); remove "
+                                       f"it and set the pipeline's checkpoint_every / separation_checkpoint_every")
+        if self.pass2.init != ReconstructionOptions().init:
+            raise OptionsError(f"pass2.init={self.pass2.init!r}: the second pass starts from the separated slices; "
+                               f"remove pass2.init")
+        if self.part not in PARTS:
+            raise OptionsError(f"option part={self.part!r} is not one of {PARTS}")
+        if not isinstance(self.crop_to_scan, bool):
+            raise OptionsError(f"option crop_to_scan must be true or false, got {self.crop_to_scan!r}")
+        if isinstance(self.scan_threshold, bool) or not isinstance(self.scan_threshold, (int, float)) or not (
+                0 < self.scan_threshold < 1):
+            raise OptionsError(f"option scan_threshold must be in (0, 1), got {self.scan_threshold!r}")
+        for name in ("checkpoint_every", "separation_checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise OptionsError(f"option {name} must be an integer >= 0, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, mapping: Optional[Mapping[str, Any]] = None, **overrides: Any) -> "PipelineOptions":
+        """From a dict (e.g. parsed JSON/TOML; the stage tables may be partial) plus overrides; unknown keys raise
+        :class:`~ptycho_ddip.multislice.OptionsError`."""
+        data = dict(mapping or {})
+        data.update(overrides)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise OptionsError(f"unknown PipelineOptions option(s) {unknown}; valid options are {names}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PipelineOptions":
+        return cls.from_dict(json.loads(text))
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dict: the pipeline's options plus one table per stage."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("pass1", "separation", "pass2"):
+            out[name] = json.loads(getattr(self, name).to_json())
+        return out
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=indent is None)
+
+
+def _as_options(options) -> PipelineOptions:
+    if options is None:
+        return PipelineOptions()
+    if isinstance(options, PipelineOptions):
+        return options
+    return PipelineOptions.from_dict(options)
+
+
+# ------------------------------------------------------------------------------------------------ array helpers
+
+def scan_box(positions: np.ndarray, probe: np.ndarray, shape, threshold: float = 0.1, min_size: int = 32) -> tuple:
+    """Bounding box (y0, y1, x0, x1) of the scanned region: pixels whose summed probe intensity exceeds
+    ``threshold`` of its maximum, grown symmetrically to at least ``min_size`` (clipped to ``shape``).
+
+    >>> scan_box(np.array([[0.0, 0.0], [0.0, 8.0]]), np.ones((8, 8)), (40, 40))
+    (0, 32, 0, 32)
+    """
+    from .multislice.xrf import illuminated_mask
+
+    H, W = (int(v) for v in shape)
+    mask = illuminated_mask(np.asarray(positions), np.asarray(probe), (H, W), threshold)
+    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if ys.size == 0:
+        return 0, H, 0, W
+    box = []
+    for lo, hi, n in ((int(ys[0]), int(ys[-1]) + 1, H), (int(xs[0]), int(xs[-1]) + 1, W)):
+        m = min(min_size, n)
+        if hi - lo < m:
+            lo = max(0, min(lo - (m - (hi - lo)) // 2, n - m))
+            hi = lo + m
+        box += [lo, hi]
+    return tuple(box)
+
+
+def _crop(stack: np.ndarray, box) -> np.ndarray:
+    y0, y1, x0, x1 = box
+    return stack[..., y0:y1, x0:x1]
+
+
+def slice_part(obj: np.ndarray, part: str, box=None) -> np.ndarray:
+    """The real ``part`` of a complex (n_slices, H, W) object, float64.
+
+    ``"phase"``: ``angle(O e^{-i c}) + c`` per slice, c the phase of the slice's mean inside ``box`` (whole slice
+    when None), so that a global phase offset does not wrap at +/- pi; ``"magnitude"``: ``|O|``.
+    """
+    obj = np.asarray(obj)
+    if part == "magnitude":
+        return np.abs(obj).astype(np.float64)
+    region = obj if box is None else _crop(obj, box)
+    c = np.angle(region.reshape(region.shape[0], -1).mean(axis=1))[:, None, None]
+    return (np.angle(obj * np.exp(-1j * c)) + c).astype(np.float64)
+
+
+def seed_object(pass1_object: np.ndarray, separated: np.ndarray, box, part: str = "phase") -> np.ndarray:
+    """Initial guess of pass 2: pass 1's object with the separated ``part`` put back inside ``box``.
+
+    ``part="phase"``: ``|O_1| exp(i phi)``, phi = the separated phase inside the box and pass 1's phase outside.
+    ``part="magnitude"``: ``m exp(i angle(O_1))``, m = the separated magnitude (clipped at 1e-3) inside the box.
+    Returns complex128 (n_slices, H, W).
+    """
+    obj = np.asarray(pass1_object).astype(np.complex128)
+    y0, y1, x0, x1 = box
+    if part == "phase":
+        phase = slice_part(obj, "phase", box)
+        phase[:, y0:y1, x0:x1] = separated
+        return np.abs(obj) * np.exp(1j * phase)
+    mag = np.abs(obj)
+    mag[:, y0:y1, x0:x1] = np.maximum(separated, 1e-3)
+    return mag * np.exp(1j * np.angle(obj))
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+def pipeline_paths(outdir: str | os.PathLike) -> dict:
+    """Every file the pipeline writes in ``outdir``, by name."""
+    d = os.fspath(outdir)
+    j = lambda name: os.path.join(d, name)  # noqa: E731
+    return {"config": j("config.json"), "pass1": j("pass1.h5"), "pass1_png": j("pass1.png"),
+            "separation_input": j("separation_input.h5"), "separation": j("separation.h5"),
+            "separation_png": j("separation.png"), "pass2": j("pass2.h5"), "pass2_png": j("pass2.png"),
+            "summary": j("summary.png"), "metrics": j("metrics.json")}
+
+
+_STAGE_FILES = {
+    "pass1": ("pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png"),
+    "separation": ("separation_input.h5", "separation.h5", "separation_separated.tiff", "separation_std.tiff",
+                   "separation.png"),
+    "pass2": ("pass2.h5", "pass2_phase.tiff", "pass2_magnitude.tiff", "pass2.png"),
+    "report": ("summary.png", "metrics.json"),
+}
+
+
+def _comparable(d: Mapping) -> dict:
+    flat = json.loads(json.dumps(dict(d)))
+    for key in RUN_CONTROL:
+        parts = key.split(".")
+        target = flat
+        for p in parts[:-1]:
+            target = target.get(p, {}) if isinstance(target, dict) else {}
+        if isinstance(target, dict):
+            target.pop(parts[-1], None)
+    return flat
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _prepare_outdir(outdir: str, options: PipelineOptions, force: bool) -> None:
+    """Create ``outdir``; with ``force`` delete previous outputs; check or write ``config.json``."""
+    from .io import load_config, save_config_json
+
+    parent = os.path.dirname(os.path.abspath(outdir))
+    if not os.path.isdir(parent):
+        raise InputError(f"{outdir}: the directory '{parent}' does not exist. Create it first or choose another -o.")
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise InputError(f"{outdir}: is a file; -o of the pipeline names a directory. Choose another -o.")
+    os.makedirs(outdir, exist_ok=True)
+    paths = pipeline_paths(outdir)
+    if force:
+        names = [n for files in _STAGE_FILES.values() for n in files] + ["config.json"]
+        for name in os.listdir(outdir):
+            if name in names or ".ckpt" in name:
+                os.remove(os.path.join(outdir, name))
+    current = options.to_dict()
+    if os.path.exists(paths["config"]):
+        previous = load_config(paths["config"])
+        diff = _differences(_comparable(previous), _comparable(current))
+        if diff:
+            shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
+            raise InputError(f"{paths['config']}: {outdir} holds a pipeline run with other options ({shown}); rerun "
+                             f"with --force (force=True) to redo it, or choose another -o")
+        if previous == json.loads(json.dumps(current)):
+            return  # unchanged: leave the file (and its time stamp) alone
+    save_config_json(paths["config"], current, overwrite=True)
+
+
+def _stage_done(paths: dict, data_path: str) -> dict:
+    """Which stage outputs exist (complete, since writes are atomic); refuses outputs of another dataset."""
+    import h5py
+
+    done = {"pass1": os.path.exists(paths["pass1"]), "separation": os.path.exists(paths["separation"]),
+            "pass2": os.path.exists(paths["pass2"]),
+            "report": os.path.exists(paths["metrics"]) and os.path.exists(paths["summary"])}
+    if done["pass1"]:
+        try:
+            with h5py.File(paths["pass1"], "r") as h5:
+                cfg = json.loads(h5.attrs.get("config", "{}"))
+        except (OSError, ValueError):
+            cfg = {}
+        source = cfg.get("data")
+        if source and os.path.abspath(source) != os.path.abspath(data_path):
+            raise InputError(f"{paths['pass1']}: was reconstructed from {source}, not {data_path}; rerun with --force "
+                             f"(force=True) to start over, or choose another -o")
+    return done
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+def _reconstruct_stage(name: str, data_path: str, dataset, opts: ReconstructionOptions, initial_object,
+                       paths: dict, comm, progress: bool, callback: Optional[Callable],
+                       checkpoint_every: int):
+    """Run (or resume) one reconstruction pass; rank 0 writes ``<name>.h5`` + TIFFs + PNG."""
+    from .io import write_reconstruction
+    from .multislice.reconstruct import Reconstructor
+
+    ck = paths[name] + ".ckpt"
+    opts = dataclasses.replace(opts, checkpoint_every=checkpoint_every,
+                               checkpoint_path=ck if checkpoint_every else None, resume=bool(checkpoint_every))
+    rec = comm.agree(Reconstructor, dataset, opts, initial_object=initial_object, rank=comm.rank, size=comm.size,
+                     grad_allreduce=comm.allreduce_sum_ if comm.size > 1 else None)
+    cb = None if callback is None else (lambda epoch, loss: callback(name, epoch, loss))
+    result = rec.run(progress=progress and comm.is_root, callback=cb)
+    if comm.is_root:
+        out = result.to_dict()
+        out["config"] = {**out["config"], "data": os.path.abspath(data_path), "stage": name}
+        write_reconstruction(paths[name], out, overwrite=True)
+        _reconstruction_figure(result.object, result.loss, name, paths[name + "_png"])
+        if os.path.exists(ck):
+            os.remove(ck)
+    comm.barrier()
+    return result
+
+
+def _separation_stage(p1: dict, dataset, options: PipelineOptions, paths: dict, comm, progress: bool) -> None:
+    """Write the separation input (scanned box of the chosen part, + truth) and run the DDIP on it."""
+    import h5py
+
+    from .io import atomic_write
+    from .separation.separate import separate_files
+
+    obj = p1["object"]
+    shape = obj.shape[-2:]
+    if options.crop_to_scan:
+        box = scan_box(p1["positions"], p1["probe"], shape, options.scan_threshold)
+    else:
+        box = (0, shape[0], 0, shape[1])
+    truth = None
+    if dataset.ground_truth_object is not None and dataset.ground_truth_object.shape == obj.shape:
+        truth = _crop(slice_part(dataset.ground_truth_object, options.part, box), box)
+    inp = paths["separation_input"]
+    if comm.is_root:
+        with atomic_write(inp, overwrite=True) as tmp, h5py.File(tmp, "w") as h5:
+            h5.create_dataset("images", data=_crop(slice_part(obj, options.part, box), box))
+            if truth is not None:
+                h5.create_dataset("truth", data=truth)
+            h5.attrs["box"] = np.asarray(box, dtype=np.int64)
+            h5.attrs["part"] = options.part
+    comm.barrier()
+    every = options.separation_checkpoint_every
+    sopts = dataclasses.replace(options.separation, checkpoint_every=every,
+                                checkpoint_path=paths["separation"] + ".ckpt" if every else None, resume=bool(every))
+    kwargs: dict = {}
+    if comm.size > 1:
+        gather = comm.ensemble_gather(sopts.ensemble)
+        kwargs = {"members": gather.members, "gather": gather}
+    separate_files([f"{inp}:/images"], paths["separation"], sopts,
+                   truth_sources=[f"{inp}:/truth"] if truth is not None else None, overwrite=True,
+                   progress=progress and comm.is_root, **kwargs)
+    comm.barrier()
+
+
+def _read_box(paths: dict) -> tuple:
+    import h5py
+
+    with h5py.File(paths["separation_input"], "r") as h5:
+        return tuple(int(v) for v in h5.attrs["box"])
+
+
+def data_loss(dataset, options: ReconstructionOptions, obj: np.ndarray, probe: Optional[np.ndarray] = None,
+              chunk: int = 64) -> float:
+    """Mean over positions of the reconstruction loss (``options.loss``) of object ``obj`` (complex
+    (n_slices, H, W)) with ``probe`` (default: the dataset's), evaluated once (no optimisation)."""
+    import torch
+
+    from .multislice.reconstruct import Reconstructor
+
+    ds = dataset if probe is None else dataclasses.replace(dataset, probe=np.asarray(probe))
+    opts = dataclasses.replace(options, epochs=0, init="constant", checkpoint_every=0, checkpoint_path=None,
+                               resume=False, device="cpu")
+    rec = Reconstructor(ds, opts, initial_object=obj)
+    n = rec.positions.shape[0]
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            total += float(rec.position_losses(torch.arange(i, min(i + chunk, n))).sum())
+    return total / n
+
+
+def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> dict:
+    """metrics.json and summary.png from the stage files (rank 0)."""
+    from .io import read_reconstruction, read_separation_result, save_config_json
+    from .separation.metrics import separation_metrics
+
+    p1, p2 = read_reconstruction(paths["pass1"]), read_reconstruction(paths["pass2"])
+    sep = read_separation_result(paths["separation"])
+    box = _read_box(paths)
+    part = options.part
+    stages = {"pass1": _crop(slice_part(p1["object"], part, box), box), "separation": np.asarray(sep["separated"]),
+              "pass2": _crop(slice_part(p2["object"], part, box), box)}
+    gt = dataset.ground_truth_object
+    truth = None
+    if gt is not None and gt.shape == p1["object"].shape:
+        truth = _crop(slice_part(gt, part, box), box)
+    metrics: dict = {"data": os.path.abspath(data_path), "part": part, "box": list(box),
+                     "ground_truth": truth is not None, "stages": {}}
+    for name, images in stages.items():
+        entry: dict = {}
+        if name in ("pass1", "pass2"):
+            res = p1 if name == "pass1" else p2
+            opts = getattr(options, name)
+            entry["data_loss"] = data_loss(dataset, opts, res["object"], res["probe"])
+            entry["last_epoch_loss"] = float(res["loss"][-1]) if len(res["loss"]) else None
+            entry["epochs"] = int(len(res["loss"]))
+        else:
+            loss = np.asarray(sep["loss"])
+            entry["mismatch"] = float(loss[-1, 2]) if loss.size else None
+            entry["total_loss"] = float(loss[-1, 1]) if loss.size else None
+            entry["alpha"] = np.asarray(sep["alpha"]).tolist()
+            entry["epochs"] = int(loss.shape[0])
+        if truth is not None:
+            entry["slices"] = separation_metrics(images, truth, ghosts=None)
+        metrics["stages"][name] = entry
+    if truth is not None:
+        try:
+            metrics["truth_data_loss"] = data_loss(dataset, options.pass1, gt)
+        except InputError:
+            metrics["truth_data_loss"] = None
+    _summary_figure(stages, truth, p1["loss"], p2["loss"], np.asarray(sep["loss"]), part, paths["summary"])
+    save_config_json(paths["metrics"], metrics, overwrite=True)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+def _limits(im: np.ndarray) -> tuple:
+    mu, sd = float(np.mean(im)), float(np.std(im))
+    lo, hi = max(mu - 4 * sd, float(im.min())), min(mu + 4 * sd, float(im.max()))
+    return (lo, hi) if hi > lo else (lo - 1e-12, lo + 1e-12)
+
+
+def _image(ax, im: np.ndarray, title: str) -> None:
+    lo, hi = _limits(im)
+    ax.imshow(im, cmap="gray", vmin=lo, vmax=hi)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _reconstruction_figure(obj: np.ndarray, loss: np.ndarray, name: str, path: str) -> None:
+    from .plotting import plt, save_figure
+
+    n = obj.shape[0]
+    fig = plt.figure(figsize=(3.0 * (n + 1), 5.6))
+    phase = slice_part(obj, "phase")
+    for i in range(n):
+        _image(fig.add_subplot(2, n + 1, i + 1), phase[i], f"{name}: phase, slice {i + 1}")
+        _image(fig.add_subplot(2, n + 1, n + 1 + i + 1), np.abs(obj[i]), f"{name}: magnitude, slice {i + 1}")
+    ax = fig.add_subplot(1, n + 1, n + 1)
+    if len(loss):
+        ax.semilogy(np.arange(1, len(loss) + 1), loss)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("data loss per position")
+    ax.set_title(f"{name}: loss", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _summary_figure(stages: dict, truth: Optional[np.ndarray], loss1: np.ndarray, loss2: np.ndarray,
+                    sep_loss: np.ndarray, part: str, path: str) -> None:
+    from .plotting import plt, save_figure
+
+    rows = [("after pass 1", stages["pass1"]), ("after DDIP", stages["separation"]),
+            ("after pass 2", stages["pass2"])]
+    if truth is not None:
+        rows.append(("truth", truth))
+    n = stages["pass1"].shape[0]
+    ncols = max(n, 2)
+    nrows = len(rows) + 1
+    fig = plt.figure(figsize=(3.0 * ncols, 2.8 * nrows))
+    for r, (label, stack) in enumerate(rows):
+        for i in range(n):
+            _image(fig.add_subplot(nrows, ncols, r * ncols + i + 1), stack[i], f"{label}: {part} {i + 1}")
+    ax = fig.add_subplot(nrows, 2, 2 * nrows - 1)
+    e1 = np.arange(1, len(loss1) + 1)
+    if len(loss1):
+        ax.semilogy(e1, loss1, label="pass 1")
+    if len(loss2):
+        ax.semilogy(len(loss1) + np.arange(1, len(loss2) + 1), loss2, label="pass 2")
+    ax.set_xlabel("epoch (pass 2 after pass 1)")
+    ax.set_title("reconstruction data loss", fontsize=9)
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(nrows, 2, 2 * nrows)
+    if sep_loss.size:
+        for c, label in ((1, "total"), (2, "mismatch"), (3, "exclusion")):
+            v = sep_loss[:, c]
+            if np.any(v > 0):
+                ax.semilogy(sep_loss[:, 0], np.where(v > 0, v, np.nan), label=label)
+    ax.set_xlabel("epoch")
+    ax.set_title("DDIP loss", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def format_metrics(metrics: Mapping) -> str:
+    """The metric table of a ``metrics.json`` as text (one row per stage and slice)."""
+    head = (f"{'stage':<11}{'data loss':>15}  {'slice':>5}{'ghost/signal':>14}{'corr':>8}{'PSNR':>8}{'SSIM':>8}")
+    lines = [f"metrics of the {metrics.get('part', 'phase')} inside the scanned box {metrics.get('box')} "
+             f"(y0, y1, x0, x1)" + ("" if metrics.get("ground_truth") else "; no ground truth in the data"), head]
+    for name, entry in metrics.get("stages", {}).items():
+        if name == "separation":
+            loss = entry.get("mismatch")
+            loss_txt = f"{'mismatch ' + format(loss, '.2e') if loss is not None else '':>15}"
+        else:
+            loss = entry.get("data_loss")
+            loss_txt = f"{loss:>15.4e}" if loss is not None else f"{'':>15}"
+        slices = entry.get("slices") or [None]
+        for i, m in enumerate(slices):
+            first = f"{name:<11}{loss_txt}" if i == 0 else f"{'':<11}{'':>15}"
+            if m is None:
+                lines.append(first)
+            else:
+                lines.append(f"{first}  {i + 1:>5}{m['ghost_to_signal']:>14.4f}{m['correlation']:>8.4f}"
+                             f"{m['psnr']:>8.2f}{m['ssim']:>8.4f}")
+    if metrics.get("truth_data_loss") is not None:
+        lines.append(f"{'truth':<11}{metrics['truth_data_loss']:>15.4e}  (true object and probe: the noise floor)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
+                 options: PipelineOptions | Mapping[str, Any] | None = None, force: bool = False,
+                 progress: bool = True, *, comm=None, callback: Optional[Callable] = None,
+                 verbose: Optional[bool] = None) -> dict:
+    """Run (or resume) the pipeline on a diffraction dataset; see the module docstring for the stages and files.
+
+    Parameters
+    ----------
+    data_path : the diffraction dataset (HDF5, e.g. from ``ptycho-ddip simulate``).
+    outdir : output directory (created; its parent must exist).
+    options : :class:`PipelineOptions` or a dict of it (e.g. a parsed config file).
+    force : delete the outputs of a previous run in ``outdir`` and redo every stage.
+    progress : progress bars (rank 0).
+    comm : :class:`ptycho_ddip.parallel.Communicator`; default :func:`ptycho_ddip.parallel.get_comm` (serial unless
+        started by ``mpiexec`` with several ranks).
+    callback : ``callback(stage, epoch, loss)`` after every reconstruction epoch (``stage`` = "pass1"/"pass2").
+    verbose : print stage lines and the metric table (default: ``progress``).
+
+    Returns
+    -------
+    dict with ``outdir``, ``files`` (name -> path), ``ran`` and ``skipped`` (stage names), ``timings_s``
+    (stage -> seconds, this run) and ``metrics`` (the content of ``metrics.json``; None on ranks > 0).
+
+    Examples
+    --------
+    >>> out = run_pipeline("data.h5", "run1", {"pass1": {"epochs": 20}})  # doctest: +SKIP
+    >>> out["metrics"]["stages"]["pass2"]["slices"][0]["ghost_to_signal"]  # doctest: +SKIP
+    """
+    from .io import read_dataset, read_reconstruction, read_separation_result
+    from .parallel import get_comm
+    from .runtime import configure_threads
+
+    comm = get_comm() if comm is None else comm
+    verbose = progress if verbose is None else verbose
+    say = (lambda text: print(text, flush=True)) if (verbose and comm.is_root) else (lambda text: None)
+    data_path, outdir = os.fspath(data_path), os.fspath(outdir)
+    options = comm.agree(_as_options, options)
+    dataset = comm.agree(read_dataset, data_path)
+    comm.call_on_root(_prepare_outdir, outdir, options, force)
+    paths = pipeline_paths(outdir)
+    done = comm.call_on_root(_stage_done, paths, data_path)
+    configure_threads(options.separation.threads)
+    ran, skipped, timings = [], [], {}
+    redo = False  # once a stage runs, every later stage runs too
+
+    def skip(stage: str) -> bool:
+        nonlocal redo
+        if done[stage] and not redo:
+            skipped.append(stage)
+            say(f"[pipeline] {stage}: done before, skipped")
+            return True
+        redo = True
+        ran.append(stage)
+        return False
+
+    t0 = time.perf_counter()
+    if not skip("pass1"):
+        say(f"[pipeline] pass1: reconstruction, {options.pass1.epochs} epochs, init {options.pass1.init}, "
+            f"{comm.size} rank(s)")
+        _reconstruct_stage("pass1", data_path, dataset, options.pass1, None, paths, comm, progress, callback,
+                           options.checkpoint_every)
+        timings["pass1"] = time.perf_counter() - t0
+    elif comm.is_root and not os.path.exists(paths["pass1_png"]):
+        p1 = read_reconstruction(paths["pass1"])
+        _reconstruction_figure(p1["object"], p1["loss"], "pass1", paths["pass1_png"])
+    p1 = read_reconstruction(paths["pass1"])
+
+    t0 = time.perf_counter()
+    if not skip("separation"):
+        say(f"[pipeline] separation: DDIP of the {options.part}, {options.separation.epochs} epochs, "
+            f"{options.separation.filters} filters, ensemble {options.separation.ensemble}")
+        _separation_stage(p1, dataset, options, paths, comm, progress)
+        timings["separation"] = time.perf_counter() - t0
+        if callback is not None:
+            callback("separation", options.separation.epochs, None)
+
+    t0 = time.perf_counter()
+    if not skip("pass2"):
+        say(f"[pipeline] pass2: reconstruction from the separated {options.part}, {options.pass2.epochs} epochs")
+        separated = read_separation_result(paths["separation"])["separated"]
+        seed = seed_object(p1["object"], separated, _read_box(paths), options.part)
+        _reconstruct_stage("pass2", data_path, dataset, options.pass2, seed, paths, comm, progress, callback,
+                           options.checkpoint_every)
+        timings["pass2"] = time.perf_counter() - t0
+    elif comm.is_root and not os.path.exists(paths["pass2_png"]):
+        p2 = read_reconstruction(paths["pass2"])
+        _reconstruction_figure(p2["object"], p2["loss"], "pass2", paths["pass2_png"])
+
+    t0 = time.perf_counter()
+    metrics = None
+    if not skip("report"):
+        metrics = comm.call_on_root(_report, dataset, options, paths, data_path)
+        timings["report"] = time.perf_counter() - t0
+    elif comm.is_root:
+        with open(paths["metrics"], encoding="utf-8") as fh:
+            metrics = json.load(fh)
+    if not comm.is_root:
+        metrics = None
+    if metrics is not None:
+        say(format_metrics(metrics))
+        if timings:
+            say("[pipeline] time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    comm.barrier()
+    return {"outdir": outdir, "files": paths, "ran": ran, "skipped": skipped, "timings_s": timings,
+            "metrics": metrics}

@@ -1,0 +1,17 @@
+"""The usage examples in the separation, metrics and phantom docstrings run and give what they show."""
+import doctest
+import importlib
+
+import pytest
+import torch
+
+MODULES = ["ptycho_ddip.phantoms", "ptycho_ddip.separation.metrics", "ptycho_ddip.separation.networks",
+           "ptycho_ddip.separation.separate"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    torch.manual_seed(0)
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

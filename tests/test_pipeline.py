@@ -1,0 +1,175 @@
+"""The pipeline end to end on a tiny simulated dataset: every output, the metrics, no work on a rerun, resume of an
+interrupted stage from its checkpoint, options validation, and the `ptycho-ddip pipeline` command."""
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from ptycho_ddip.cli import main
+from ptycho_ddip.io import InputError, read_reconstruction, read_separation_result, write_dataset
+from ptycho_ddip.multislice._options import OptionsError
+from ptycho_ddip.pipeline import PipelineOptions, run_pipeline, scan_box, seed_object, slice_part
+
+torch.set_num_threads(1)
+
+OPTIONS = {
+    "pass1": {"epochs": 6, "batch_size": 8, "device": "cpu"},
+    "separation": {"epochs": 30, "threads": 1, "device": "cpu", "monitor_every": 10},
+    "pass2": {"epochs": 4, "batch_size": 8, "device": "cpu"},
+    "checkpoint_every": 2, "separation_checkpoint_every": 10,
+}
+OUTPUTS = ["config.json", "pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png",
+           "separation_input.h5", "separation.h5", "separation_separated.tiff", "separation.png", "pass2.h5",
+           "pass2_phase.tiff", "pass2_magnitude.tiff", "pass2.png", "summary.png", "metrics.json"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 64x64 two-slice au-nio dataset (32x32 Gaussian probe, 36 positions) and one complete pipeline run."""
+    from ptycho_ddip.multislice.simulate import simulate
+
+    root = tmp_path_factory.mktemp("pipeline")
+    data = str(root / "data.h5")
+    write_dataset(data, simulate(shape=(64, 64), probe_shape=(32, 32), probe="gaussian", probe_fwhm_m=80e-9,
+                                 step_px=6.0, dose=1e5, seed=7))
+    outdir = str(root / "run")
+    first = run_pipeline(data, outdir, OPTIONS, progress=False)
+    return data, outdir, first
+
+
+def test_every_output_and_metrics(run):
+    data, outdir, first = run
+    assert first["ran"] == ["pass1", "separation", "pass2", "report"] and first["skipped"] == []
+    assert sorted(os.listdir(outdir)) == sorted(OUTPUTS)  # and no checkpoint or temporary file is left
+    for png in ("pass1.png", "separation.png", "pass2.png", "summary.png"):
+        assert os.path.getsize(os.path.join(outdir, png)) > 5000
+    p1, p2 = read_reconstruction(os.path.join(outdir, "pass1.h5")), read_reconstruction(os.path.join(outdir, "pass2.h5"))
+    assert p1["object"].shape == p2["object"].shape == (2, 64, 64)
+    assert len(p1["loss"]) == 6 and len(p2["loss"]) == 4 and p1["config"]["stage"] == "pass1"
+    sep = read_separation_result(os.path.join(outdir, "separation.h5"))
+    with h5py.File(os.path.join(outdir, "separation_input.h5"), "r") as h5:
+        y0, y1, x0, x1 = h5.attrs["box"]
+        images, truth = h5["images"][()], h5["truth"][()]
+    assert sep["separated"].shape == images.shape == truth.shape == (2, y1 - y0, x1 - x0)
+    assert min(y1 - y0, x1 - x0) >= 32 and sep["loss"].shape == (30, 5) and "monitor" in sep
+    np.testing.assert_allclose(sep["inputs"], images)
+    np.testing.assert_allclose(images, slice_part(p1["object"], "phase", (y0, y1, x0, x1))[:, y0:y1, x0:x1])
+
+    metrics = json.load(open(os.path.join(outdir, "metrics.json")))
+    assert metrics == first["metrics"] and metrics["ground_truth"] and metrics["part"] == "phase"
+    for stage in ("pass1", "separation", "pass2"):
+        rows = metrics["stages"][stage]["slices"]
+        assert len(rows) == 2 and all(np.isfinite(r[k]) for r in rows for k in ("ghost_to_signal", "correlation",
+                                                                                  "psnr", "ssim"))
+    for stage in ("pass1", "pass2"):
+        assert 0 < metrics["stages"][stage]["data_loss"] < 10
+    assert 0 < metrics["truth_data_loss"] < metrics["stages"]["pass1"]["data_loss"]
+    # the effective config round-trips and equals the options
+    saved = PipelineOptions.from_dict(json.load(open(os.path.join(outdir, "config.json"))))
+    assert saved == PipelineOptions.from_dict(OPTIONS)
+
+
+def test_pass2_starts_from_the_separated_phase(run):
+    _, outdir, _ = run
+    p1 = read_reconstruction(os.path.join(outdir, "pass1.h5"))
+    sep = read_separation_result(os.path.join(outdir, "separation.h5"))
+    with h5py.File(os.path.join(outdir, "separation_input.h5"), "r") as h5:
+        box = tuple(int(v) for v in h5.attrs["box"])
+    seed = seed_object(p1["object"], sep["separated"], box)
+    y0, y1, x0, x1 = box
+    np.testing.assert_allclose(np.abs(seed), np.abs(p1["object"]), rtol=1e-6)
+    np.testing.assert_allclose(slice_part(seed, "phase", box)[:, y0:y1, x0:x1], sep["separated"], atol=1e-6)
+    np.testing.assert_allclose(seed[:, :y0], p1["object"][:, :y0], atol=1e-6)
+
+
+def test_rerun_does_no_work(run):
+    data, outdir, _ = run
+    stamps = {f: os.path.getmtime(os.path.join(outdir, f)) for f in os.listdir(outdir)}
+    again = run_pipeline(data, outdir, OPTIONS, progress=False)
+    assert again["ran"] == [] and again["skipped"] == ["pass1", "separation", "pass2", "report"]
+    assert {f: os.path.getmtime(os.path.join(outdir, f)) for f in os.listdir(outdir)} == stamps
+    assert again["metrics"] == json.load(open(os.path.join(outdir, "metrics.json")))
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(run, tmp_path):
+    """Kill pass 2 after epoch 3 (an exception from the callback; checkpoints every 2 epochs), rerun: pass 1 and the
+    separation are not redone, pass 2 continues from epoch 2 and ends exactly where an uninterrupted run ends."""
+    data, outdir, _ = run
+    resumed = str(tmp_path / "run")
+    os.makedirs(resumed)
+    for name in ("config.json", "pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png",
+                 "separation_input.h5", "separation.h5", "separation_separated.tiff", "separation.png"):
+        shutil.copy2(os.path.join(outdir, name), resumed)
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill(stage, epoch, loss):
+        if stage == "pass2" and epoch == 3:
+            raise Killed("simulated crash")
+
+    with pytest.raises(Killed):
+        run_pipeline(data, resumed, OPTIONS, progress=False, callback=kill)
+    assert os.path.exists(os.path.join(resumed, "pass2.h5.ckpt")) and not os.path.exists(os.path.join(resumed,
+                                                                                                       "pass2.h5"))
+    epochs = []
+    out = run_pipeline(data, resumed, OPTIONS, progress=False, callback=lambda s, e, l: epochs.append((s, e)))
+    assert out["skipped"] == ["pass1", "separation"] and out["ran"] == ["pass2", "report"]
+    assert epochs == [("pass2", 3), ("pass2", 4)]
+    a = read_reconstruction(os.path.join(resumed, "pass2.h5"))
+    b = read_reconstruction(os.path.join(outdir, "pass2.h5"))
+    assert np.array_equal(a["object"], b["object"]) and np.array_equal(a["loss"], b["loss"])
+    assert sorted(os.listdir(resumed)) == sorted(OUTPUTS)
+
+
+def test_other_options_are_refused_and_force_redoes(run, tmp_path, capsys):
+    data, outdir, _ = run
+    changed = json.loads(json.dumps(OPTIONS))
+    changed["separation"]["epochs"] = 31
+    with pytest.raises(InputError, match="separation.epochs"):
+        run_pipeline(data, outdir, changed, progress=False)
+    # the command line: the saved config reproduces the run (nothing to do); another option is refused (exit 2)
+    cfg = os.path.join(outdir, "config.json")
+    assert main(["pipeline", data, "-o", outdir, "--config", cfg, "--no-progress"]) == 0
+    assert "skipped: pass1, separation, pass2, report" in capsys.readouterr().out
+    assert main(["pipeline", data, "-o", outdir, "--config", cfg, "--epochs-pass2", "9", "--no-progress"]) == 2
+    assert "--force" in capsys.readouterr().err
+    # --force on a copy: every stage runs again (and reproduces the same result)
+    copy = str(tmp_path / "copy")
+    shutil.copytree(outdir, copy)
+    out = run_pipeline(data, copy, OPTIONS, force=True, progress=False)
+    assert out["ran"] == ["pass1", "separation", "pass2", "report"]
+    np.testing.assert_array_equal(read_reconstruction(os.path.join(copy, "pass1.h5"))["object"],
+                                  read_reconstruction(os.path.join(outdir, "pass1.h5"))["object"])
+
+
+def test_pipeline_options_validation_and_round_trip():
+    o = PipelineOptions.from_dict({"part": "magnitude", "pass1": {"init": "xrf", "xrf_elements": {"Ni": 1}},
+                                   "separation": {"filters": "dip", "ensemble": 3}})
+    assert o.separation.gamma_excl == 0.1 and o.pass1.xrf_elements == {"Ni": 1}
+    assert PipelineOptions.from_json(o.to_json()) == o
+    assert set(o.to_dict()) == {"pass1", "separation", "pass2", "part", "crop_to_scan", "scan_threshold",
+                                "checkpoint_every", "separation_checkpoint_every"}
+    bad = [({"stage3": {}}, "unknown"), ({"pass1": {"learning_rate": 1}}, "learning_rate"),
+           ({"separation": {"bogus": 1}}, "bogus"), ({"part": "real"}, "part"),
+           ({"pass2": {"init": "xrf", "xrf_elements": {"Ni": 1}}}, "pass2.init"),
+           ({"pass1": {"checkpoint_path": "x.ckpt"}}, "managed"), ({"scan_threshold": 1.5}, "scan_threshold"),
+           ({"checkpoint_every": -1}, "checkpoint_every"), ({"pass1": 3}, "pass1")]
+    for mapping, match in bad:
+        with pytest.raises(OptionsError, match=match):
+            PipelineOptions.from_dict(mapping)
+
+
+def test_scan_box_and_seed_helpers():
+    probe = np.ones((8, 8))
+    assert scan_box(np.array([[10.0, 10.0], [10.0, 14.0]]), probe, (64, 64), min_size=32) == (0, 32, 0, 32)
+    assert scan_box(np.array([[30.0, 30.0]]), probe, (40, 40), min_size=32) == (8, 40, 8, 40)
+    obj = np.exp(1j * (3.0 + 0.1 * np.random.default_rng(0).standard_normal((2, 40, 40))))  # near +-pi: no wrap
+    ph = slice_part(obj, "phase")
+    assert np.all(np.abs(ph - 3.0) < 1.0)
+    mag = seed_object(obj * 0.9, np.full((2, 32, 32), 0.5), (0, 32, 0, 32), part="magnitude")
+    assert np.allclose(np.abs(mag[:, :32, :32]), 0.5) and np.allclose(np.abs(mag[:, 32:]), 0.9)
