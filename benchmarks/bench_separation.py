@@ -62,7 +62,7 @@ def child(cfg: dict) -> dict:
 
     def epoch(k):
         out = model()
-        loss = mismatch(out["synth"], target) + 0.5 * exclusion_all_pairs(out["y"])
+        loss = mismatch(out["synth"], target) + 0.5 * exclusion_all_pairs(out["y"], balance=cfg["balance"])
         if k < 100:
             loss = loss + weight_regularizer(out["alpha"])
         opt.zero_grad(set_to_none=True)
@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: usable CPUs)")
+    ap.add_argument("--schedules", default="balanced",
+                    help="balanced (default exclusion) and/or paper, e.g. balanced,paper to measure the remedy's cost")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -108,21 +110,23 @@ def main() -> None:
         else args.devices.split(",")
     threads = args.threads or usable_cpus()
     cfgs = [{"device": d, "size": int(s), "filters": f, "epochs": args.epochs, "warmup": args.warmup,
-             "threads": threads} for d in devices for s in args.sizes.split(",") for f in args.filters.split(",")]
+             "threads": threads, "schedule": sc, "balance": sc == "balanced"}
+            for d in devices for s in args.sizes.split(",") for f in args.filters.split(",")
+            for sc in args.schedules.split(",")]
     results: dict = {}
     for _ in range(args.repeats):  # interleave configurations across rounds
         for c in cfgs:
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps(c)], capture_output=True,
                                  text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            results.setdefault((c["device"], c["size"], c["filters"]), []).append(r)
+            results.setdefault((c["device"], c["size"], c["filters"], c["schedule"]), []).append(r)
     name = torch.cuda.get_device_name(0) if "cuda" in devices else ""
     print(f"DDIP separation benchmark: torch {torch.__version__}, {threads} CPU threads {name}")
-    print(f"{'device':>6} {'size':>5} {'filters':>7} {'s/epoch':>9} {'10k epochs':>11} {'peak MB':>8} "
-          f"{'GFLOP/s mm':>11} {'params':>9}")
-    for (d, s, f), rs in results.items():
+    print(f"{'device':>6} {'size':>5} {'filters':>7} {'schedule':>9} {'s/epoch':>9} {'10k epochs':>11} "
+          f"{'peak MB':>8} {'GFLOP/s mm':>11} {'params':>9}")
+    for (d, s, f, sc), rs in results.items():
         t = statistics.median(r["s_per_epoch"] for r in rs)
-        print(f"{d:>6} {s:>5} {f:>7} {t:9.4f} {t * 1e4 / 60:9.1f} m {max(r['peak_mb'] for r in rs):8.0f} "
+        print(f"{d:>6} {s:>5} {f:>7} {sc:>9} {t:9.4f} {t * 1e4 / 60:9.1f} m {max(r['peak_mb'] for r in rs):8.0f} "
               f"{statistics.median(r['matmul_gflops'] for r in rs):11.1f} {rs[0]['n_params']:>9}")
 
 

@@ -50,7 +50,9 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--gamma-excl", type=float, help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--schedule", help="fitting schedule (paper = the published recipe)")
+    p.add_argument("--schedule", choices=("balanced", "paper"),
+                   help="balanced (default: gradient-balanced exclusion, stays clean over long fits) or paper "
+                        "(the published recipe)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may use)")

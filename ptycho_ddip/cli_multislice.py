@@ -31,6 +31,18 @@ def _config_section(path: Optional[str], section: str) -> dict:
     return dict(sub)
 
 
+def check_device(device: str, where: str) -> None:
+    """An InputError (exit status 2) instead of a traceback when CUDA is requested but absent."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            from .io import InputError
+
+            raise InputError(f"{where}: device {device!r} requested but torch.cuda.is_available() is False; use "
+                             f"--device cpu (or auto), or install the CUDA build of torch")
+
+
 def _options(cls, base: dict, flags: dict, config_path: Optional[str]):
     """``cls`` from the config's options overridden by the flags that were given; errors name the config file."""
     from .io import InputError
@@ -165,7 +177,9 @@ def reconstruction_options_from_args(args: argparse.Namespace):
              "checkpoint_every": args.checkpoint_every, "resume": True if args.resume else None}
     if flags["checkpoint_every"] or flags["resume"] or base.get("checkpoint_every") or base.get("resume"):
         base.setdefault("checkpoint_path", os.fspath(args.output) + ".ckpt")
-    return _options(ReconstructionOptions, base, flags, args.config)
+    opts = _options(ReconstructionOptions, base, flags, args.config)
+    check_device(opts.device, args.config or "--device")
+    return opts
 
 
 def _run_reconstruct(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import argparse
 from typing import Callable
 
 from .cli import command
-from .cli_multislice import _xrf_elements
+from .cli_multislice import _xrf_elements, check_device
 
 
 @command("pipeline", "reconstruct -> DDIP separation -> second reconstruction from the separated slices, with a report")
@@ -61,11 +61,14 @@ def pipeline_options_from_args(args: argparse.Namespace):
     if args.filters is not None and "gamma_excl" not in (config.get("separation") or {}):
         stages["separation"]["gamma_excl"] = None  # the default of the chosen filter type
     config.update(stages)
+    where = args.config + " (or the command line)" if args.config else "command line"
     try:
-        return PipelineOptions.from_dict(config)
+        opts = PipelineOptions.from_dict(config)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{args.config + ' (or the command line)' if args.config else 'command line'}: "
-                         f"{exc}") from None
+        raise InputError(f"{where}: {exc}") from None
+    for name in ("pass1", "separation", "pass2"):
+        check_device(getattr(opts, name).device, f"{where}: {name}")
+    return opts
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:

@@ -307,7 +307,8 @@ def _stage_done(paths: dict, data_path: str) -> dict:
     """Which stage outputs exist (complete, since writes are atomic); refuses outputs of another dataset."""
     import h5py
 
-    done = {"pass1": os.path.exists(paths["pass1"]), "separation": os.path.exists(paths["separation"]),
+    done = {"pass1": os.path.exists(paths["pass1"]),
+            "separation": os.path.exists(paths["separation"]) and os.path.exists(paths["separation_input"]),
             "pass2": os.path.exists(paths["pass2"]),
             "report": os.path.exists(paths["metrics"]) and os.path.exists(paths["summary"])}
     if done["pass1"]:
@@ -446,6 +447,8 @@ def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> d
             entry["total_loss"] = float(loss[-1, 1]) if loss.size else None
             entry["alpha"] = np.asarray(sep["alpha"]).tolist()
             entry["epochs"] = int(loss.shape[0])
+            entry["input_correlation"] = _input_correlation(images, stages["pass1"])
+            metrics.setdefault("warnings", []).extend(_swap_warnings(entry["input_correlation"]))
         if truth is not None:
             entry["slices"] = separation_metrics(images, truth, ghosts=None)
         metrics["stages"][name] = entry
@@ -457,6 +460,27 @@ def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> d
     _summary_figure(stages, truth, p1["loss"], p2["loss"], np.asarray(sep["loss"]), part, paths["summary"])
     save_config_json(paths["metrics"], metrics, overwrite=True)
     return metrics
+
+
+def _input_correlation(separated: np.ndarray, inputs: np.ndarray) -> list:
+    """|Pearson correlation| of separated slice i with input slice j, as a nested list [i][j]."""
+    from .separation.metrics import correlation
+
+    n = separated.shape[0]
+    return [[abs(correlation(separated[i], inputs[j])) for j in range(n)] for i in range(n)]
+
+
+def _swap_warnings(corr: list) -> list:
+    """Warn when a separated slice resembles another input slice more than its own (the DDIP swapped the slices
+    or put one slice's content on both): the pass-2 seed is then poor, and pass 2 has to undo it."""
+    out = []
+    for i, row in enumerate(corr):
+        j = int(np.argmax(row))
+        if j != i:
+            out.append(f"separated slice {i + 1} correlates more with input slice {j + 1} ({row[j]:.2f}) than with "
+                       f"its own input ({row[i]:.2f}): the DDIP swapped or mixed the slices; check separation.png "
+                       f"(try separation ghost_kinds swapped, another seed, or an ensemble)")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -539,7 +563,7 @@ def format_metrics(metrics: Mapping) -> str:
     for name, entry in metrics.get("stages", {}).items():
         if name == "separation":
             loss = entry.get("mismatch")
-            loss_txt = f"{'mismatch ' + format(loss, '.2e') if loss is not None else '':>15}"
+            loss_txt = f"{'mis. ' + format(loss, '.4e') if loss is not None else '':>15}"
         else:
             loss = entry.get("data_loss")
             loss_txt = f"{loss:>15.4e}" if loss is not None else f"{'':>15}"
@@ -553,6 +577,7 @@ def format_metrics(metrics: Mapping) -> str:
                              f"{m['psnr']:>8.2f}{m['ssim']:>8.4f}")
     if metrics.get("truth_data_loss") is not None:
         lines.append(f"{'truth':<11}{metrics['truth_data_loss']:>15.4e}  (true object and probe: the noise floor)")
+    lines += [f"warning: {warning}" for warning in metrics.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -207,3 +207,13 @@ def test_quality_on_small_au_nio_blend():
     # the monitor saw the same final state
     assert r.monitor[-1, 0] == 300
     assert r.monitor[-1, 2] == pytest.approx(m_out[1]["ghost_to_signal"], rel=0.05, abs=1e-3)
+
+
+def test_swapped_outputs_are_matched_back_to_their_inputs():
+    from ptycho_ddip.separation.separate import match_to_inputs
+
+    rng = np.random.default_rng(4)
+    a, b, c = rng.random((3, 40, 40))
+    inputs = np.stack([a + 0.2 * b, b + 0.2 * a, c])
+    assert match_to_inputs(np.stack([b, a, c]), inputs) == (1, 0, 2)
+    assert match_to_inputs(np.stack([a, b, c]), inputs) == (0, 1, 2)

@@ -53,6 +53,9 @@ class SeparationOptions:
         None = from the schedule.
     exclusion_ghost : extra exclusion, with this weight relative to gamma_excl, between each y_i and the ghosts
         f_ij(y_j) it receives.
+    match_inputs : assign the fitted outputs to the input slices by maximal correlation (undoes a swapped fit,
+        where DIP-1 ends up with slice 2's features); ``config["permutations"]`` records what was done. ``alpha``
+        always refers to the fitted model's slots.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
     checkpoint_every : epochs between checkpoints (0 = none); ``checkpoint_path`` where to write them.
@@ -76,6 +79,7 @@ class SeparationOptions:
     noise_scale: float = 0.01
     filter_sigmoid: bool = False
     ghost_norm: bool = False
+    match_inputs: bool = True
     exclusion_balance: Optional[bool] = None
     exclusion_ghost: float = 0.0
     log_every: int = 10

@@ -153,6 +153,7 @@ class _MemberOutput:
     filters: dict
     loss: np.ndarray
     monitor: list = field(default_factory=list)
+    permutation: tuple = ()
 
 
 def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, device: torch.device,
@@ -202,7 +203,8 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
         history[epoch] = torch.stack([loss, mis, exc, reg]).detach()
         done = epoch + 1
         if truth is not None and epoch > 0 and epoch % opts.monitor_every == 0:
-            monitor.append(_monitor_row(epoch, out, truth, ghosts))  # `out` is the state after `epoch` steps
+            # `out` is the state after `epoch` steps
+            monitor.append(_monitor_row(epoch, out, truth, ghosts, target_np if opts.match_inputs else None))
         if done % opts.log_every == 0 or done == opts.epochs:
             vals = history[epoch].tolist()
             al = out["alpha"].detach().cpu().numpy()
@@ -219,12 +221,27 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
     with torch.no_grad():
         final = model()
     if truth is not None and (not monitor or monitor[-1][0] < opts.epochs):
-        monitor.append(_monitor_row(opts.epochs, final, truth, ghosts))
+        monitor.append(_monitor_row(opts.epochs, final, truth, ghosts, target_np if opts.match_inputs else None))
     hist = history.cpu().numpy().astype(np.float64)
     loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist])
-    return _MemberOutput(y=final["y"][:, 0].cpu().numpy().astype(np.float64),
-                         alpha=final["alpha"].cpu().numpy().astype(np.float64),
-                         filters=model.filter_arrays(), loss=loss_table, monitor=monitor)
+    y = final["y"][:, 0].cpu().numpy().astype(np.float64)
+    perm = match_to_inputs(y, target_np) if opts.match_inputs else tuple(range(n))
+    return _MemberOutput(y=y[list(perm)], alpha=final["alpha"].cpu().numpy().astype(np.float64),
+                         filters=model.filter_arrays(), loss=loss_table, monitor=monitor, permutation=perm)
+
+
+def match_to_inputs(y: np.ndarray, inputs: np.ndarray) -> tuple:
+    """The assignment of network outputs to input slices that maximises the summed correlation.
+
+    DDIP's model is symmetric under swapping y_1 and y_2 together with the weights and filters, and a fit can land
+    in the swapped solution (the fitted slot 1 holding slice 2's features). ``perm[i]`` is the output slot that
+    becomes slice i; the identity when nothing is swapped. Brute force over permutations (N <= 7).
+    """
+    import itertools
+
+    n = y.shape[0]
+    c = np.array([[correlation(y[k], inputs[i]) for k in range(n)] for i in range(n)])
+    return max(itertools.permutations(range(n)), key=lambda p: sum(c[i, p[i]] for i in range(n)))
 
 
 def monitor_columns(n: int) -> tuple:
@@ -234,9 +251,12 @@ def monitor_columns(n: int) -> tuple:
     return tuple(cols)
 
 
-def _monitor_row(epoch: int, out: dict, truth: np.ndarray, ghosts: Optional[np.ndarray]) -> list:
+def _monitor_row(epoch: int, out: dict, truth: np.ndarray, ghosts: Optional[np.ndarray],
+                 inputs: Optional[np.ndarray] = None) -> list:
     y = out["y"].detach()[:, 0].cpu().numpy().astype(np.float64)
     n = y.shape[0]
+    if inputs is not None:  # score what the user would get at this epoch: outputs matched to the inputs
+        y = y[list(match_to_inputs(y, inputs))]
     gsr, corr = [], []
     for i in range(n):
         g = ghosts[i] if ghosts is not None else np.stack([truth[j] for j in range(n) if j != i])
@@ -317,7 +337,8 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
     """Combine member outputs (in member order) into a :class:`SeparationResult`."""
     ys = np.stack([o.y for o in outs])
     seps = np.stack([to_input_units(o.y, x) for o in outs])
-    config = {**options.to_dict(), "version": __version__}
+    config = {**options.to_dict(), "version": __version__,
+              "permutations": [list(map(int, o.permutation)) for o in outs]}
     first = outs[0]
     n = x.shape[0]
     mon = np.asarray(first.monitor, dtype=np.float64) if first.monitor else None
