@@ -55,14 +55,19 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                         "(the published recipe)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may use)")
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
+    add_run_flags(p, "separation")
+    return _run_separate
+
+
+def add_run_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """Flags every long-running command shares: threads, checkpoint/resume, config file, overwrite, progress."""
+    p.add_argument("--threads", type=int, help="CPU threads per rank (default: usable CPUs / ranks on the node)")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint (OUT.h5.ckpt) every K epochs")
     p.add_argument("--resume", action="store_true", help="continue from OUT.h5.ckpt")
-    p.add_argument("--config", help="JSON/TOML file of separation options (command-line flags win)")
+    p.add_argument("--config", help=f"JSON/TOML file of {what} options (command-line flags win)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return _run_separate
 
 
 def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] = None):

@@ -15,7 +15,7 @@ import argparse
 import os
 from typing import Callable, Optional
 
-from .cli import command
+from .cli import add_run_flags, command
 
 
 def _config_section(path: Optional[str], section: str) -> dict:
@@ -156,12 +156,7 @@ def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--dtype", choices=("complex64", "complex128"))
     p.add_argument("--seed", type=int, help="seed of the initial guess and of the minibatch order")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="MPI rank r uses cuda:(r % device_count)")
-    p.add_argument("--threads", type=int, help="CPU threads per rank (default: usable CPUs / ranks on the node)")
-    p.add_argument("--checkpoint-every", type=int, help="write OUT.h5.ckpt every K epochs")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.h5.ckpt")
-    p.add_argument("--config", help="JSON/TOML file of reconstruction options (flags win)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_flags(p, "reconstruction")
     return _run_reconstruct
 
 

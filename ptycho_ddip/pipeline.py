@@ -645,10 +645,9 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
         _reconstruct_stage("pass1", data_path, dataset, options.pass1, None, paths, comm, progress, callback,
                            options.checkpoint_every)
         timings["pass1"] = time.perf_counter() - t0
-    elif comm.is_root and not os.path.exists(paths["pass1_png"]):
-        p1 = read_reconstruction(paths["pass1"])
-        _reconstruction_figure(p1["object"], p1["loss"], "pass1", paths["pass1_png"])
     p1 = read_reconstruction(paths["pass1"])
+    if comm.is_root and "pass1" not in ran and not os.path.exists(paths["pass1_png"]):
+        _reconstruction_figure(p1["object"], p1["loss"], "pass1", paths["pass1_png"])
 
     t0 = time.perf_counter()
     if not skip("separation"):

@@ -184,7 +184,7 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
         monitor = list(ck["monitor"])
     bar = tqdm(total=opts.epochs, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     gamma = float(opts.gamma_excl)
-    out = None
+    zero = torch.zeros((), device=device)
     for epoch in range(start, opts.epochs):
         out = model()
         mis = mismatch(out["synth"], target)
@@ -194,7 +194,7 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
             exc = exc + opts.exclusion_ghost * sum(
                 exclusion_loss(y[i : i + 1], model.ghost(i, j, y), balance=opts.exclusion_balance)
                 for i in range(n) for j in range(n) if j != i)
-        reg = weight_regularizer(out["alpha"], opts.weight_reg) if epoch < opts.weight_reg_epochs else mis * 0
+        reg = weight_regularizer(out["alpha"], opts.weight_reg) if epoch < opts.weight_reg_epochs else zero
         loss = mis + gamma * exc + reg
         optim.zero_grad(set_to_none=True)
         loss.backward()
