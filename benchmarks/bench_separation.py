@@ -2,6 +2,14 @@
 
     python benchmarks/bench_separation.py                         # 272 and 448, kernel and dip, all devices
     python benchmarks/bench_separation.py --sizes 272 --epochs 20 --threads 2
+    python benchmarks/bench_separation.py --compare --sizes 272   # plain eager vs optimised, same process
+    python benchmarks/bench_separation.py --ensembles 1,4,8,20 --sizes 272 --filters kernel
+
+``--compare`` runs, in one process per (size, filters), the plain eager fp32 path (``fast=False``: separate
+networks, default memory layout, reference losses, for-loop Adam) and the optimised path (``fast=True``: grouped
+networks, channels-last, fused exclusion and Adam) on the same input, interleaved epoch blocks, and prints the ratio,
+the achieved GFLOP/s (FLOPs of one epoch counted by ``torch.utils.flop_counter``) and the matmul GFLOP/s.
+``--ensembles`` times the fast path with K members batched in one network: seconds per epoch per member.
 
 Each configuration runs in a fresh subprocess (so peak memory is its own: VmHWM on CPU, max_memory_allocated on
 CUDA) after ``--warmup`` epochs; configurations are interleaved over ``--repeats`` rounds and the median is reported,
@@ -86,6 +94,105 @@ def child(cfg: dict) -> dict:
             "n_params": int(sum(p.numel() for p in model.parameters())), "ok": bool(np.isfinite(dt))}
 
 
+def _epoch_flops(fit) -> float:
+    """FLOPs of one epoch (forward + backward) of a Fit, counted once by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        out = fit.model()
+        from ptycho_ddip.separation.separate import _member_losses
+
+        mis, exc, reg = _member_losses(fit.model, out, fit.target, fit.opts, 0, fit.pairs)
+        (mis + exc + reg).sum().backward()
+    fit.optim.zero_grad(set_to_none=True)
+    return float(fc.get_total_flops())
+
+
+def child_compare(cfg: dict) -> dict:
+    """Plain vs fast (or K-member ensembles) in this process, interleaved blocks of epochs."""
+    import torch
+
+    torch.set_num_threads(cfg["threads"])
+    from ptycho_ddip.phantoms import blend, make_phantom
+    from ptycho_ddip.separation.options import SeparationOptions
+    from ptycho_ddip.separation.separate import Fit, normalize_jointly
+
+    dev = torch.device(cfg["device"])
+    n = cfg["size"]
+    b = blend(make_phantom("au-nio", (n, n), seed=0).normalized())
+    target = normalize_jointly(b.inputs)[0]
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    variants = cfg["variants"]  # list of (label, fast, members)
+    fits = {}
+    for label, fast, k in variants:
+        opts = SeparationOptions(filters=cfg["filters"], fast=fast, device=cfg["device"])
+        fits[label] = Fit(target, opts, list(range(k)), dev)
+    flops = {label: _epoch_flops(f) for label, f in fits.items()}
+    times: dict = {label: [] for label in fits}
+    gfs = []
+    for label, f in fits.items():
+        for e in range(cfg["warmup"]):
+            f.step(e)
+    sync()
+    for r in range(cfg["rounds"]):
+        gfs.append(matmul_gflops(cfg["device"]))
+        for label, f in fits.items():
+            t = time.perf_counter()
+            for e in range(cfg["epochs"]):
+                f.step(e)
+            sync()
+            times[label].append((time.perf_counter() - t) / cfg["epochs"])
+    mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else _peak_rss_mb()
+    return {**cfg, "s_per_epoch": {k: statistics.median(v) for k, v in times.items()}, "flops": flops,
+            "matmul_gflops": statistics.median(gfs), "peak_mb": mem, "torch": torch.__version__}
+
+
+def _run_child(kind: str, cfg: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, f"--{kind}", json.dumps(cfg)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(args, threads: int, devices: list) -> None:
+    print(f"DDIP plain eager vs optimised: {threads} CPU threads; {args.epochs} epochs x {args.repeats} interleaved "
+          f"rounds after {args.warmup} warm-up epochs; medians")
+    print(f"{'device':>6} {'size':>5} {'filters':>7} {'plain s/ep':>10} {'fast s/ep':>10} {'speed-up':>8} "
+          f"{'GFLOP/ep':>8} {'plain GF/s':>10} {'fast GF/s':>9} {'matmul GF/s':>11}")
+    for d in devices:
+        for s in args.sizes.split(","):
+            for f in args.filters.split(","):
+                cfg = {"device": d, "size": int(s), "filters": f, "epochs": args.epochs, "warmup": args.warmup,
+                       "rounds": args.repeats, "threads": threads,
+                       "variants": [("plain", False, 1), ("fast", True, 1)]}
+                r = _run_child("child-compare", cfg)
+                tp, tf = r["s_per_epoch"]["plain"], r["s_per_epoch"]["fast"]
+                gf = r["flops"]["fast"] / 1e9
+                print(f"{d:>6} {s:>5} {f:>7} {tp:10.4f} {tf:10.4f} {tp / tf:7.2f}x {gf:8.2f} "
+                      f"{r['flops']['plain'] / 1e9 / tp:10.1f} {gf / tf:9.1f} {r['matmul_gflops']:11.1f}", flush=True)
+
+
+def ensembles(args, threads: int, devices: list) -> None:
+    ks = [int(k) for k in args.ensembles.split(",")]
+    print(f"DDIP batched ensembles (fast path): {threads} CPU threads; seconds per epoch per member; one process "
+          "per (size, filters, K) timing K members batched against K = 1 in interleaved rounds")
+    print(f"{'device':>6} {'size':>5} {'filters':>7} {'K':>3} {'s/epoch':>9} {'s/ep/member':>11} {'vs K=1':>7} "
+          f"{'peak MB':>8} {'matmul GF/s':>11}")
+    for d in devices:
+        for s in args.sizes.split(","):
+            for f in args.filters.split(","):
+                base = None
+                for k in ks:
+                    variants = [("K1", True, 1)] + ([(f"K{k}", True, k)] if k != 1 else [])
+                    cfg = {"device": d, "size": int(s), "filters": f, "epochs": args.epochs,
+                           "warmup": args.warmup, "rounds": args.repeats, "threads": threads, "variants": variants}
+                    r = _run_child("child-compare", cfg)
+                    t1, tk = r["s_per_epoch"]["K1"], r["s_per_epoch"][f"K{k}"]
+                    base = t1
+                    print(f"{d:>6} {s:>5} {f:>7} {k:>3} {tk:9.4f} {tk / k:11.4f} {base / (tk / k):6.2f}x "
+                          f"{r['peak_mb']:8.0f} {r['matmul_gflops']:11.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="272,448")
@@ -97,10 +204,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: usable CPUs)")
     ap.add_argument("--schedules", default="balanced",
                     help="balanced (default exclusion) and/or paper, e.g. balanced,paper to measure the remedy's cost")
+    ap.add_argument("--compare", action="store_true", help="plain eager vs optimised in one process")
+    ap.add_argument("--ensembles", default="", help="K values, e.g. 1,4,8,20: batched ensemble cost per member")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-compare", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.child_compare:
+        print(json.dumps(child_compare(json.loads(args.child_compare))))
         return
     import torch
 
@@ -109,6 +222,12 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
     threads = args.threads or usable_cpus()
+    if args.compare or args.ensembles:
+        if args.compare:
+            compare(args, threads, devices)
+        if args.ensembles:
+            ensembles(args, threads, devices)
+        return
     cfgs = [{"device": d, "size": int(s), "filters": f, "epochs": args.epochs, "warmup": args.warmup,
              "threads": threads, "schedule": sc, "balance": sc == "balanced"}
             for d in devices for s in args.sizes.split(",") for f in args.filters.split(",")

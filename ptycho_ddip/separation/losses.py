@@ -8,6 +8,8 @@
 * :func:`weight_regularizer`: ``0.5 * sum_i (alpha_i - 0.5)^2``, applied by the fitting loop in the first epochs.
 
 All functions take tensors of shape (B, 1, H, W) or (H, W) batches and are differentiable.
+:func:`exclusion_pairs` is the fused form used by the fitting loop: every pair of every ensemble member in one pass
+over the scales (the same numbers as :func:`exclusion_loss` pair by pair, to float rounding).
 """
 from __future__ import annotations
 
@@ -64,6 +66,29 @@ def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0, b
         for j in range(i + 1, n):
             total = total + exclusion_loss(ys[i : i + 1], ys[j : j + 1], scales, norm, balance)
     return total
+
+
+def exclusion_pairs(a: torch.Tensor, b: torch.Tensor, scales: int = 5, norm: float = 90.0,
+                    balance: bool = False) -> torch.Tensor:
+    """Exclusion between image pairs (a[k, p], b[k, p]), summed over pairs p: returns (K,), one value per member.
+
+    ``a`` and ``b`` are (K, P, H, W); pair p of member k is scored exactly as ``exclusion_loss(a[k, p], b[k, p])``
+    (``balance`` scales b's gradients), but all pairs and members go through each scale together.
+    """
+    total = a.new_zeros(a.shape[0])
+    for level in range(scales):
+        for dim in (-1, -2):
+            d1, d2 = torch.diff(a, dim=dim), torch.diff(b, dim=dim)
+            if balance:
+                s = 2.0 * d1.abs().mean(dim=(-2, -1), keepdim=True) / (d2.abs().mean(dim=(-2, -1), keepdim=True)
+                                                                       + 1e-12)
+                d2 = d2 * s
+            prod = (torch.tanh(d1 * 0.5) * torch.tanh(d2 * 0.5)).pow(2)
+            total = total + _quarter_root(prod.mean(dim=(-2, -1))).sum(dim=1)
+        if level < scales - 1:
+            a = F.avg_pool2d(a, 2)
+            b = F.avg_pool2d(b, 2)
+    return total / norm
 
 
 def weight_regularizer(alpha: torch.Tensor, weight: float = 0.5) -> torch.Tensor:

@@ -12,6 +12,13 @@ The skip U-Net follows Ulyanov et al. (2018) as used by Du, Huang & Jacobsen (20
 BatchNorm stays in training mode (batch statistics), as in DIP practice. A network takes any spatial size: inputs are
 padded (reflection) to a multiple of ``2**levels`` and outputs cropped back, so the output always has the input's
 size (the original code silently returned a larger image).
+
+Grouped networks. ``SkipDIP(..., groups=G)`` is G independent networks in one module: every convolution is grouped,
+BatchNorm is per channel (with batch size 1 its statistics are per network), and the skip concatenation is done per
+group, so group g computes exactly what a separate ``SkipDIP`` with group g's parameters computes, in one call per
+layer (fewer, larger kernels: the batched ensembles and the fast DDIP model of :mod:`.batched`). Channels of the
+input and output are grouped: network g reads channels ``g*in .. (g+1)*in - 1``. :func:`stack_into` copies G
+separate networks into a grouped one and :func:`group_parameters` reads one network's parameters back.
 """
 from __future__ import annotations
 
@@ -21,15 +28,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "pad_to_multiple", "lowpass_kernel", "highpass_kernel"]
+__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "pad_to_multiple", "lowpass_kernel", "highpass_kernel",
+           "stack_into", "group_parameters"]
 
 
-def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, padding_mode="reflect" if k > 1 else "zeros")
+def _conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in * groups, c_out * groups, k, stride=stride, padding=k // 2,
+                     padding_mode="reflect" if k > 1 else "zeros", groups=groups)
 
 
-def _bn_act(c: int) -> list:
-    return [nn.BatchNorm2d(c), nn.LeakyReLU(0.2, inplace=True)]
+def _bn_act(c: int, groups: int = 1) -> list:
+    return [nn.BatchNorm2d(c * groups), nn.LeakyReLU(0.2, inplace=True)]
+
+
+def _cat_groups(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """Concatenate along channels per group: [a_0, b_0, a_1, b_1, ...] (keeps channels-last layout)."""
+    if groups == 1:
+        return torch.cat([a, b], dim=1)
+    cl = a.is_contiguous(memory_format=torch.channels_last) and a.shape[1] > 1
+    out = torch.cat([a.unflatten(1, (groups, -1)), b.unflatten(1, (groups, -1))], dim=2).flatten(1, 2)
+    return out.contiguous(memory_format=torch.channels_last) if cl else out
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -49,15 +67,18 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 0) -> tuple[
 
 
 class _Level(nn.Module):
-    def __init__(self, c_in: int, c_down: int, c_up: int, c_skip: int, deeper: "_Level | None", c_deeper_out: int):
+    def __init__(self, c_in: int, c_down: int, c_up: int, c_skip: int, deeper: "_Level | None", c_deeper_out: int,
+                 groups: int = 1):
         super().__init__()
-        self.skip = nn.Sequential(_conv(c_in, c_skip, 1), *_bn_act(c_skip)) if c_skip > 0 else None
-        self.down = nn.Sequential(_conv(c_in, c_down, 5, 2), *_bn_act(c_down), _conv(c_down, c_down, 5),
-                                  *_bn_act(c_down))
+        g = groups
+        self.groups = g
+        self.skip = nn.Sequential(_conv(c_in, c_skip, 1, 1, g), *_bn_act(c_skip, g)) if c_skip > 0 else None
+        self.down = nn.Sequential(_conv(c_in, c_down, 5, 2, g), *_bn_act(c_down, g), _conv(c_down, c_down, 5, 1, g),
+                                  *_bn_act(c_down, g))
         self.deeper = deeper
         k = c_deeper_out if deeper is not None else c_down
-        self.up = nn.Sequential(nn.BatchNorm2d(c_skip + k), _conv(c_skip + k, c_up, 5), *_bn_act(c_up),
-                                _conv(c_up, c_up, 1), *_bn_act(c_up))
+        self.up = nn.Sequential(nn.BatchNorm2d((c_skip + k) * g), _conv(c_skip + k, c_up, 5, 1, g), *_bn_act(c_up, g),
+                                _conv(c_up, c_up, 1, 1, g), *_bn_act(c_up, g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.down(x)
@@ -65,7 +86,7 @@ class _Level(nn.Module):
             d = self.deeper(d)
         d = F.interpolate(d, scale_factor=2, mode="bilinear", align_corners=False)
         if self.skip is not None:
-            d = torch.cat([self.skip(x), d], dim=1)
+            d = _cat_groups(self.skip(x), d, self.groups)
         return self.up(d)
 
 
@@ -78,6 +99,7 @@ class SkipDIP(nn.Module):
     channels : channels per level, shallowest first (default 8, 16, 32, 64, 128: 5 levels).
     skip_channels : channels of the skip branch per level (0 = no skip), default (0, 0, 0, 4, 4).
     sigmoid : end in a sigmoid (outputs in (0, 1)).
+    groups : number of independent networks computed together (see the module docstring).
 
     Examples
     --------
@@ -87,18 +109,21 @@ class SkipDIP(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, channels: Sequence[int] = (8, 16, 32, 64, 128),
-                 skip_channels: Sequence[int] = (0, 0, 0, 4, 4), sigmoid: bool = True):
+                 skip_channels: Sequence[int] = (0, 0, 0, 4, 4), sigmoid: bool = True, groups: int = 1):
         super().__init__()
         if len(channels) != len(skip_channels):
             raise ValueError("channels and skip_channels need one entry per level")
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
         self.levels = len(channels)
+        self.groups = groups
         deeper, deeper_out = None, 0
         ins = [in_channels] + list(channels[:-1])
         for i in reversed(range(self.levels)):
-            deeper = _Level(ins[i], channels[i], channels[i], skip_channels[i], deeper, deeper_out)
+            deeper = _Level(ins[i], channels[i], channels[i], skip_channels[i], deeper, deeper_out, groups)
             deeper_out = channels[i]
         self.body = deeper
-        self.head = nn.Conv2d(channels[0], out_channels, 1)
+        self.head = nn.Conv2d(channels[0] * groups, out_channels * groups, 1, groups=groups)
         self.sigmoid = sigmoid
 
     @property
@@ -128,6 +153,28 @@ class SkipDIP(nn.Module):
         out = self.head(self.body(zp))
         out = out[..., top : top + h, left : left + w]
         return torch.sigmoid(out) if self.sigmoid else out
+
+
+def stack_into(grouped: nn.Module, sources: Sequence[nn.Module]) -> None:
+    """Copy the parameters and buffers of ``len(sources)`` identical ungrouped modules into ``grouped`` (the same
+    module built with ``groups=len(sources)``): every tensor is the sources' tensors concatenated along axis 0."""
+    src = [m.state_dict() for m in sources]
+    state = {}
+    for name, t in grouped.state_dict().items():
+        if t.dim() == 0:  # BatchNorm's num_batches_tracked
+            state[name] = src[0][name].clone()
+        else:
+            state[name] = torch.cat([s[name] for s in src], dim=0)
+    grouped.load_state_dict(state)
+
+
+def group_parameters(grouped: nn.Module, g: int) -> list:
+    """Network g's parameters (in ``parameters()`` order) of a grouped module, as detached tensors."""
+    out = []
+    for p in grouped.parameters():
+        n = p.shape[0] // grouped.groups
+        out.append(p.detach()[g * n : (g + 1) * n])
+    return out
 
 
 class ShallowDIPFilter(nn.Module):

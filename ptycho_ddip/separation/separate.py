@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..runtime import configure_threads, resolve_device
-from .losses import exclusion_all_pairs, exclusion_loss, mismatch, weight_regularizer
+from .batched import build_model
+from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
 from .metrics import correlation, ghost_to_signal, gradient_correlation
-from .model import DDIPModel
 from .options import SeparationOptions
 
 LOSS_COLUMNS = ("epoch", "total", "mismatch", "exclusion", "weight")
@@ -156,20 +156,76 @@ class _MemberOutput:
     permutation: tuple = ()
 
 
-def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, device: torch.device,
-                truth: Optional[np.ndarray], ghosts: Optional[np.ndarray], progress: bool,
-                checkpoint_path: Optional[str], desc: str, callback: Optional[Callable]) -> _MemberOutput:
+def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
+                   pairs: tuple) -> tuple:
+    """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
+    member by member on the plain path."""
+    y = out["y"]
+    k, n = y.shape[:2]
+    bal = opts.exclusion_balance
+    if opts.fast:
+        mis = (out["synth"] - target).pow(2).mean(dim=(-2, -1)).sum(dim=1)
+        exc = exclusion_pairs(y[:, pairs[0]], y[:, pairs[1]], balance=bal)
+    else:
+        mis = torch.stack([mismatch(out["synth"][m], target[0]) for m in range(k)])
+        exc = torch.stack([exclusion_all_pairs(y[m][:, None], balance=bal) for m in range(k)])
+    if opts.exclusion_ghost > 0:
+        g = out["ghosts"] if "ghosts" in out else model.ghosts(y)
+        own = y[:, [i for i in range(n) for _ in range(n - 1)]]
+        exc = exc + opts.exclusion_ghost * exclusion_pairs(own, g.reshape(k, n * (n - 1), *y.shape[-2:]),
+                                                           balance=bal)
+    if epoch < opts.weight_reg_epochs:
+        reg = opts.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
+    else:
+        reg = torch.zeros_like(mis)
+    return mis, exc, reg
+
+
+class Fit:
+    """Model, optimiser and schedule of members ``seeds`` on normalised images ``target_np`` (N, H, W).
+
+    ``step(epoch)`` runs one Adam step of every member and returns the model outputs (before the step) and a (K, 4)
+    tensor of total, mismatch, exclusion and weight losses, left on the device (no host sync).
+    """
+
+    def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device):
+        n, h, w = target_np.shape
+        self.opts = opts
+        self.dtype = getattr(torch, opts.dtype)
+        model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters, ghost_kinds=opts.ghost_kinds,
+                            channels=opts.channels, skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
+                            filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm)
+        self.model = model.to(device=device, dtype=self.dtype)
+        self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
+        fused = opts.fast and device.type in ("cpu", "cuda")
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=opts.lr, fused=fused or None)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.optim, step_size=opts.lr_step, gamma=opts.lr_decay)
+        self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
+
+    def step(self, epoch: int) -> tuple:
+        out = self.model()
+        mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs)
+        per_member = mis + float(self.opts.gamma_excl) * exc + reg
+        self.optim.zero_grad(set_to_none=True)
+        per_member.sum().backward()
+        self.optim.step()
+        self.sched.step()
+        return out, torch.stack([per_member, mis, exc, reg], dim=1).detach()
+
+
+def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Sequence[int], device: torch.device,
+               truth: Optional[np.ndarray], ghosts: Optional[np.ndarray], progress: bool,
+               checkpoint_path: Optional[str], desc: str, callback: Optional[Callable]) -> list:
+    """Fit ensemble members ``member_ids`` (seeds ``opts.seed + id``) together; one _MemberOutput per member."""
     n, h, w = target_np.shape
-    model = DDIPModel(n, (h, w), filters=opts.filters, ghost_kinds=opts.ghost_kinds, channels=opts.channels,
-                      skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
-                      filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm, seed=seed).to(device)
-    target = torch.as_tensor(target_np, dtype=torch.float32, device=device)[:, None]
-    optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
-    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=opts.lr_step, gamma=opts.lr_decay)
-    history = torch.zeros(opts.epochs, 4, device=device)
-    monitor: list = []
+    seeds = [opts.seed + int(m) for m in member_ids]
+    k = len(seeds)
+    fit = Fit(target_np, opts, seeds, device)
+    model, optim, sched = fit.model, fit.optim, fit.sched
+    history = torch.zeros(opts.epochs, k, 4, device=device, dtype=fit.dtype)
+    monitor: list = [[] for _ in range(k)]
     start = 0
-    cfg = dataclasses.replace(opts, seed=seed).to_dict()
+    cfg = {**opts.to_dict(), "seeds": seeds}
     if checkpoint_path and opts.resume and os.path.exists(checkpoint_path):
         ck = torch.load(checkpoint_path, map_location=device, weights_only=False)
         if not _same_run(ck["config"], cfg):
@@ -179,35 +235,22 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
         optim.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         start = int(ck["epoch"])
-        k = min(start, opts.epochs)
-        history[:k] = ck["history"][:k].to(device)
-        monitor = list(ck["monitor"])
+        done_k = min(start, opts.epochs)
+        history[:done_k] = ck["history"][:done_k].to(device)
+        monitor = [list(m) for m in ck["monitor"]]
     bar = tqdm(total=opts.epochs, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
-    gamma = float(opts.gamma_excl)
-    zero = torch.zeros((), device=device)
+    inputs = target_np if opts.match_inputs else None
     for epoch in range(start, opts.epochs):
-        out = model()
-        mis = mismatch(out["synth"], target)
-        exc = exclusion_all_pairs(out["y"], balance=opts.exclusion_balance)
-        if opts.exclusion_ghost > 0:
-            y = out["y"]
-            exc = exc + opts.exclusion_ghost * sum(
-                exclusion_loss(y[i : i + 1], model.ghost(i, j, y), balance=opts.exclusion_balance)
-                for i in range(n) for j in range(n) if j != i)
-        reg = weight_regularizer(out["alpha"], opts.weight_reg) if epoch < opts.weight_reg_epochs else zero
-        loss = mis + gamma * exc + reg
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        sched.step()
-        history[epoch] = torch.stack([loss, mis, exc, reg]).detach()
+        out, history[epoch] = fit.step(epoch)
         done = epoch + 1
         if truth is not None and epoch > 0 and epoch % opts.monitor_every == 0:
             # `out` is the state after `epoch` steps
-            monitor.append(_monitor_row(epoch, out, truth, ghosts, target_np if opts.match_inputs else None))
+            y_np, al_np = out["y"].detach().cpu().numpy(), out["alpha"].detach().cpu().numpy()
+            for m in range(k):
+                monitor[m].append(_monitor_row(epoch, y_np[m], al_np[m], truth, ghosts, inputs))
         if done % opts.log_every == 0 or done == opts.epochs:
-            vals = history[epoch].tolist()
-            al = out["alpha"].detach().cpu().numpy()
+            vals = history[epoch, 0].tolist()
+            al = out["alpha"][0].detach().cpu().numpy()
             bar.set_postfix(loss=f"{vals[0]:.3e}", mis=f"{vals[1]:.2e}", excl=f"{vals[2]:.2e}",
                             alpha="/".join(f"{a:.3f}" for a in al), refresh=False)
             bar.update(done - bar.n)
@@ -220,14 +263,18 @@ def _fit_member(target_np: np.ndarray, opts: SeparationOptions, seed: int, devic
     bar.close()
     with torch.no_grad():
         final = model()
-    if truth is not None and (not monitor or monitor[-1][0] < opts.epochs):
-        monitor.append(_monitor_row(opts.epochs, final, truth, ghosts, target_np if opts.match_inputs else None))
+    y_all = final["y"].cpu().numpy().astype(np.float64)
+    al_all = final["alpha"].cpu().numpy().astype(np.float64)
     hist = history.cpu().numpy().astype(np.float64)
-    loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist])
-    y = final["y"][:, 0].cpu().numpy().astype(np.float64)
-    perm = match_to_inputs(y, target_np) if opts.match_inputs else tuple(range(n))
-    return _MemberOutput(y=y[list(perm)], alpha=final["alpha"].cpu().numpy().astype(np.float64),
-                         filters=model.filter_arrays(), loss=loss_table, monitor=monitor, permutation=perm)
+    outs = []
+    for m in range(k):
+        if truth is not None and (not monitor[m] or monitor[m][-1][0] < opts.epochs):
+            monitor[m].append(_monitor_row(opts.epochs, y_all[m], al_all[m], truth, ghosts, inputs))
+        loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
+        perm = match_to_inputs(y_all[m], target_np) if opts.match_inputs else tuple(range(n))
+        outs.append(_MemberOutput(y=y_all[m][list(perm)], alpha=al_all[m], filters=model.filter_arrays(m),
+                                  loss=loss_table, monitor=monitor[m], permutation=perm))
+    return outs
 
 
 def match_to_inputs(y: np.ndarray, inputs: np.ndarray) -> tuple:
@@ -251,9 +298,10 @@ def monitor_columns(n: int) -> tuple:
     return tuple(cols)
 
 
-def _monitor_row(epoch: int, out: dict, truth: np.ndarray, ghosts: Optional[np.ndarray],
+def _monitor_row(epoch: int, y: np.ndarray, alpha: np.ndarray, truth: np.ndarray, ghosts: Optional[np.ndarray],
                  inputs: Optional[np.ndarray] = None) -> list:
-    y = out["y"].detach()[:, 0].cpu().numpy().astype(np.float64)
+    """One monitor row for one member: y (N, H, W) the network outputs, alpha (N,)."""
+    y = np.asarray(y, dtype=np.float64)
     n = y.shape[0]
     if inputs is not None:  # score what the user would get at this epoch: outputs matched to the inputs
         y = y[list(match_to_inputs(y, inputs))]
@@ -263,7 +311,7 @@ def _monitor_row(epoch: int, out: dict, truth: np.ndarray, ghosts: Optional[np.n
         gsr.append(ghost_to_signal(y[i], truth[i], g))
         corr.append(correlation(y[i], truth[i]))
     gc = float(np.mean([gradient_correlation(y[i], y[j]) for i in range(n) for j in range(i + 1, n)]))
-    return [float(epoch)] + gsr + corr + out["alpha"].detach().cpu().tolist() + [gc]
+    return [float(epoch)] + gsr + corr + [float(a) for a in alpha] + [gc]
 
 
 # ----------------------------------------------------------------------------------------------- public API
@@ -312,7 +360,7 @@ def separate(images: np.ndarray | Sequence[np.ndarray], options: SeparationOptio
 
 
 def member_checkpoint(options: SeparationOptions, k: int) -> Optional[str]:
-    """Checkpoint file of ensemble member k (the plain path for a single run)."""
+    """Checkpoint file of the batch of members that starts with member k (the plain path for a single run)."""
     ck = options.checkpoint_path
     return f"{ck}.member{k}" if ck and options.ensemble > 1 else ck
 
@@ -325,11 +373,18 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
     device = resolve_device(options.device, rank=rank)
     target, _ = normalize_jointly(x)
     idx = list(range(options.ensemble)) if members is None else list(members)
+    size = options.member_batch or len(idx)
     outs = []
-    for k in idx:
-        desc = "DDIP" if options.ensemble == 1 else f"DDIP member {k + 1}/{options.ensemble}"
-        outs.append(_fit_member(target, options, options.seed + k, device, truth, ghosts, progress,
-                                member_checkpoint(options, k), desc, callback))
+    for b in range(0, len(idx), size):
+        batch = idx[b : b + size]
+        if options.ensemble == 1:
+            desc = "DDIP"
+        elif len(batch) == 1:
+            desc = f"DDIP member {batch[0] + 1}/{options.ensemble}"
+        else:
+            desc = f"DDIP members {batch[0] + 1}-{batch[-1] + 1}/{options.ensemble}"
+        outs.extend(_fit_group(target, options, batch, device, truth, ghosts, progress,
+                               member_checkpoint(options, batch[0]), desc, callback))
     return outs
 
 
