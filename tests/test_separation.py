@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ptycho_ddip.phantoms import blend, make_phantom
-from ptycho_ddip.separation.losses import exclusion_loss, mismatch, weight_regularizer
+from ptycho_ddip.separation.losses import exclusion_loss, exclusion_pairs, mismatch, weight_regularizer
 from ptycho_ddip.separation.metrics import correlation, ghost_to_signal, separation_metrics
 from ptycho_ddip.separation.model import DDIPModel
 from ptycho_ddip.separation.networks import KernelFilter, ShallowDIPFilter, SkipDIP
@@ -138,11 +138,11 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
 
 def test_ensemble_mean_std_and_members():
     b = _small_blend()
-    r = separate(b.inputs, epochs=4, seed=0, ensemble=3, progress=False)
+    r = separate(b.inputs, epochs=4, seed=0, ensemble=3, member_batch=2, progress=False)
     assert r.members.shape == (3, 2, 48, 48) and r.alpha.shape == (3, 2)
     np.testing.assert_allclose(r.separated, r.members.mean(0))
     np.testing.assert_allclose(r.std, r.members.std(0, ddof=1))
-    # fitted one at a time, member 1 is exactly the single run of seed 1
+    # fitted one at a time (the CPU default), member 1 is exactly the single run of seed 1
     one_by_one = separate(b.inputs, epochs=4, seed=0, ensemble=3, member_batch=1, progress=False)
     single = separate(b.inputs, epochs=4, seed=1, progress=False)
     np.testing.assert_array_equal(one_by_one.members[1], single.separated)
@@ -160,7 +160,7 @@ def test_batched_ensemble_equals_separate_runs_and_plain_path(filters, n_slices,
     x = b.inputs if n_slices == 2 else np.concatenate([b.inputs, rng.random((1, 48, 48))])
     kw = dict(epochs=epochs, filters=filters, progress=False, dtype="float64", device="cpu", weight_reg_epochs=5,
               **extra)
-    batched = separate(x, seed=0, ensemble=3, **kw)
+    batched = separate(x, seed=0, ensemble=3, member_batch=3, **kw)
     plain = separate(x, seed=2, fast=False, **kw)
     tol = 1e-7 if filters == "kernel" else 1e-5
     np.testing.assert_allclose(batched.members[2], plain.separated, rtol=tol, atol=tol * np.ptp(x))
@@ -239,3 +239,14 @@ def test_swapped_outputs_are_matched_back_to_their_inputs():
     inputs = np.stack([a + 0.2 * b, b + 0.2 * a, c])
     assert match_to_inputs(np.stack([b, a, c]), inputs) == (1, 0, 2)
     assert match_to_inputs(np.stack([a, b, c]), inputs) == (0, 1, 2)
+
+
+def test_fused_exclusion_equals_pairwise_reference():
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(3, 4, 40, 36, generator=g, dtype=torch.float64)  # 3 members, 4 slices
+    i, j = [0, 0, 1, 2], [1, 3, 2, 3]
+    for balance in (False, True):
+        fused = exclusion_pairs(y[:, i], y[:, j], balance=balance)
+        ref = torch.stack([sum(exclusion_loss(y[k, a][None, None], y[k, b][None, None], balance=balance)
+                               for a, b in zip(i, j)) for k in range(3)])
+        torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-15)

@@ -52,7 +52,7 @@ PARAMETERIZATIONS = ("phase", "complex")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("complex64", "complex128")
 #: options that may differ between a checkpoint and the run that resumes it
-RESUME_FREE = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "device")
+RESUME_FREE = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "device", "chunk_size")
 
 GradAllreduce = Callable[[list], None]
 
@@ -65,6 +65,11 @@ class ReconstructionOptions:
     ----------
     epochs : passes over all positions.
     batch_size : global minibatch size (positions per Adam step, summed over all ranks).
+    chunk_size : positions per forward/backward call inside a rank's share of a minibatch; the gradients of the
+        chunks are accumulated, so the step is the same (to float rounding). Smaller chunks keep the FFT working
+        set in cache and cut peak memory; None = about 4 MiB of complex wave per chunk (16 positions at 128^2,
+        4 at 256^2 in complex64), measured fastest on CPU (``benchmarks/bench_forward.py --compare``); on CUDA
+        None = the whole share (one call).
     lr_object : Adam step of the object parameters (radians / nepers with ``parameterization="phase"``).
     lr_probe : Adam step of the probe (relative to its initial peak amplitude).
     optimize_probe : refine the probe; ``probe_delay_epochs`` : epochs before the probe starts to move.
@@ -89,6 +94,7 @@ class ReconstructionOptions:
 
     epochs: int = 50
     batch_size: int = 32
+    chunk_size: int | None = None
     lr_object: float = 2e-2
     lr_probe: float = 1e-2
     optimize_probe: bool = False
@@ -114,6 +120,8 @@ class ReconstructionOptions:
     def __post_init__(self) -> None:
         opt.check_int("epochs", self.epochs, 0)
         opt.check_int("batch_size", self.batch_size, 1)
+        if self.chunk_size is not None:
+            opt.check_int("chunk_size", self.chunk_size, 1)
         opt.check_positive("lr_object", self.lr_object, allow_zero=True)
         opt.check_positive("lr_probe", self.lr_probe, allow_zero=True)
         opt.check_bool("optimize_probe", self.optimize_probe)
@@ -420,6 +428,17 @@ class Reconstructor:
         """The current probe, complex (h, w) (differentiable)."""
         return torch.complex(self.probe_re, self.probe_im) * self.probe_scale
 
+    @property
+    def chunk_size(self) -> int:
+        """Positions per forward/backward call (see ``ReconstructionOptions.chunk_size``)."""
+        if self.options.chunk_size is not None:
+            return int(self.options.chunk_size)
+        if self.device.type == "cuda":
+            return max(1, self.options.batch_size)
+        h, w = self.forward_model.probe_shape
+        itemsize = 16 if self.options.dtype == "complex128" else 8
+        return max(1, (4 << 20) // (itemsize * h * w))
+
     def position_losses(self, indices: torch.Tensor) -> torch.Tensor:
         """Loss of each position in ``indices`` (mean over detector pixels), shape (len(indices),)."""
         wave = self.forward_model.detector_waves(self.object(), self.probe(), self.positions[indices], centred=False)
@@ -441,9 +460,11 @@ class Reconstructor:
             p.grad = None
         share = rank_share(batch, self.rank, self.size).to(self.device)
         if share.numel():
-            loss = self.position_losses(share).sum() / batch.numel()
-            loss.backward()
-            loss_value = loss.detach().reshape(1).to(torch.float64)
+            loss_value = torch.zeros(1, dtype=torch.float64, device=self.device)
+            for chunk in torch.split(share, self.chunk_size):
+                loss = self.position_losses(chunk).sum() / batch.numel()
+                loss.backward()
+                loss_value += loss.detach().to(torch.float64)
         else:
             loss_value = torch.zeros(1, dtype=torch.float64, device=self.device)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters]

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
 from .model import DDIPModel
 from .networks import SkipDIP, group_parameters, pad_to_multiple, stack_into
@@ -102,11 +103,14 @@ class BatchedDDIP(nn.Module):
     def forward(self) -> dict:
         h, w = self.shape
         k, n = self.members, self.n_slices
-        y = self.images_net(self.z_images, self.shape).reshape(k, n, h, w)
-        out = self.weights_net(self.z_weights, self.shape)
-        alpha = 0.9 * out[0, :, h // 2, w // 2].reshape(k, n) + 0.05
-        own = torch.stack([alpha[:, 0], 1.0 - alpha[:, 1]], dim=1) if n == 2 else alpha
-        g = self.ghosts(y)
+        with record_function("ddip.image_dips"):
+            y = self.images_net(self.z_images, self.shape).reshape(k, n, h, w)
+        with record_function("ddip.weight_dip"):
+            out = self.weights_net(self.z_weights, self.shape)
+            alpha = 0.9 * out[0, :, h // 2, w // 2].reshape(k, n) + 0.05
+            own = torch.stack([alpha[:, 0], 1.0 - alpha[:, 1]], dim=1) if n == 2 else alpha
+        with record_function("ddip.filters"):
+            g = self.ghosts(y)
         return {"y": y, "alpha": alpha, "own": own, "ghosts": g, "synth": _synthesize(y, own, g)}
 
     def filter_arrays(self, member: int) -> dict:

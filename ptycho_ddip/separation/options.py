@@ -43,8 +43,9 @@ class SeparationOptions:
         values (``SCHEDULE_PRESETS``); options given explicitly win.
     seed : seeds the noise inputs and the network weights (ensemble member k uses seed + k).
     ensemble : number of members K; the result is their mean, with a per-pixel standard deviation.
-    member_batch : members fitted together in one batched (grouped) network; 0 = all members of this process at
-        once. Each member gets the updates of a separate run (to float rounding); memory grows with the batch.
+    member_batch : members fitted together in one batched (grouped) network; 0 = automatic: all members of this
+        process at once on CUDA, one at a time on CPU (where batching was measured no faster per member). Each
+        member gets the updates of a separate run (to float rounding); memory grows with the batch.
     fast : the optimised path (grouped networks, channels-last layout, fused Adam, fused exclusion loss); False =
         the plain eager reference (separate networks, default layout), kept for comparison and benchmarks.
         Both compute the same function: in float64 they agree to ~1e-10 over a fit. In float32 a DIP fit amplifies

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from .._version import __version__
@@ -204,12 +205,15 @@ class Fit:
 
     def step(self, epoch: int) -> tuple:
         out = self.model()
-        mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs)
-        per_member = mis + float(self.opts.gamma_excl) * exc + reg
+        with record_function("ddip.losses"):
+            mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs)
+            per_member = mis + float(self.opts.gamma_excl) * exc + reg
         self.optim.zero_grad(set_to_none=True)
-        per_member.sum().backward()
-        self.optim.step()
-        self.sched.step()
+        with record_function("ddip.backward"):
+            per_member.sum().backward()
+        with record_function("ddip.adam"):
+            self.optim.step()
+            self.sched.step()
         return out, torch.stack([per_member, mis, exc, reg], dim=1).detach()
 
 
@@ -373,7 +377,9 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
     device = resolve_device(options.device, rank=rank)
     target, _ = normalize_jointly(x)
     idx = list(range(options.ensemble)) if members is None else list(members)
-    size = options.member_batch or len(idx)
+    # batching members pays on GPUs (fewer, larger kernels) but not on CPU (measured 0.6-1.1x per member at 272^2,
+    # benchmarks/bench_separation.py --ensembles), so the default is one member at a time on CPU
+    size = options.member_batch or (len(idx) if device.type == "cuda" else 1)
     outs = []
     for b in range(0, len(idx), size):
         batch = idx[b : b + size]
