@@ -56,6 +56,8 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
+    p.add_argument("--member-batch", type=int, metavar="B",
+                   help="ensemble members fitted together in one batched network (default: all on CUDA, 1 on CPU)")
     add_run_flags(p, "separation")
     return _run_separate
 
@@ -77,7 +79,7 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
     flags = {"filters": args.filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": args.gamma_excl,
              "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
-             "checkpoint_every": args.checkpoint_every}
+             "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True
