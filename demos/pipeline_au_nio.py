@@ -31,7 +31,11 @@ def parse(description: str, defaults: dict) -> argparse.Namespace:
     ap.add_argument("--epochs-separation", type=int, default=2000)
     ap.add_argument("--epochs-pass2", type=int, default=100)
     ap.add_argument("--ensemble", type=int, default=1, help="DDIP ensemble members (spread over MPI ranks)")
+    ap.add_argument("--pass2-seed", default=defaults.get("pass2_seed", "separated"),
+                    choices=("separated", "ghost_removed"), help="what seeds pass 2 (PipelineOptions.pass2_seed)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    ap.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"),
+                    help="learning-rate schedule of both passes (cosine: converged final objects)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="redo every stage")
     ap.add_argument("--no-progress", action="store_true")
@@ -58,13 +62,15 @@ def run_demo(args: argparse.Namespace, phantom: str, pass1_extra: dict) -> dict:
               f"{(ds.slice_pos_m[1] - ds.slice_pos_m[0]) * 1e6:.2f} um ({args.spacing_dof} DOF)")
 
     comm.call_on_root(make_data)
-    recon = {"batch_size": 16, "lr_object": 5e-3, "seed": args.seed, "device": "auto"}
+    recon = {"batch_size": 16, "lr_object": 5e-3, "lr_schedule": args.lr_schedule, "seed": args.seed,
+             "device": "auto"}
     options = PipelineOptions.from_dict({
         "pass1": {**recon, "epochs": args.epochs_pass1, **pass1_extra},
         "separation": {"epochs": args.epochs_separation, "ensemble": args.ensemble, "seed": args.seed,
                        "threads": args.threads},
         "pass2": {**recon, "epochs": args.epochs_pass2},
-        "part": "phase", "checkpoint_every": 10, "separation_checkpoint_every": 250})
+        "part": "phase", "pass2_seed": args.pass2_seed, "checkpoint_every": 10,
+        "separation_checkpoint_every": 250})
     out = run_pipeline(data, os.path.join(args.out, "pipeline"), options, force=args.force,
                        progress=not args.no_progress, comm=comm, verbose=True)
     if comm.is_root:

@@ -35,6 +35,26 @@ def _csv(kind: Callable) -> Callable:
 
 # ----------------------------------------------------------------------------------------------- separate
 
+def _gamma_arg(s: str):
+    if s.strip().lower() == "auto":
+        return "auto"
+    try:
+        values = [float(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, a comma-separated list or 'auto', got {s!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"gamma_excl values must be >= 0, got {s!r}")
+    return values
+
+
+def _filters_arg(s: str) -> list:
+    values = [v.strip() for v in s.split(",") if v.strip()]
+    bad = [v for v in values if v not in ("kernel", "dip")]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"filters must be kernel and/or dip, got {s!r}")
+    return values
+
+
 @command("separate", "separate crosstalk-contaminated slice images with the modified DDIP")
 def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -44,10 +64,13 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--part", choices=("phase", "magnitude", "real", "imag"),
                    help="which part of complex input to separate")
     p.add_argument("--truth", nargs="+", metavar="TRUTH", help="true slices: record the ghost-to-signal trajectory")
-    p.add_argument("--filters", choices=("kernel", "dip"), help="ghost filters: 7x7 kernels or shallow DIPs")
+    p.add_argument("--filters", type=_filters_arg, metavar="kernel|dip[,...]",
+                   help="ghost filters: 7x7 kernels or shallow DIPs; a list (kernel,dip) runs a sweep")
     p.add_argument("--ghost-kinds", type=_csv(str), metavar="K1,K2",
                    help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
-    p.add_argument("--gamma-excl", type=float, help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs)")
+    p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
+                   help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs); a list runs a sweep (one result per "
+                        "setting, a comparison figure and a metrics table); 'auto' chooses it without ground truth")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=("balanced", "paper"),
@@ -76,7 +99,10 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
     from .separation.options import SeparationOptions
 
     d = dict(base or {})
-    flags = {"filters": args.filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": args.gamma_excl,
+    filters = args.filters[0] if isinstance(args.filters, list) else args.filters
+    gamma = args.gamma_excl[0] if isinstance(args.gamma_excl, list) else args.gamma_excl
+    gamma = None if gamma == "auto" else gamma
+    flags = {"filters": filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
              "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
              "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None)}
@@ -103,6 +129,23 @@ def _run_separate(args: argparse.Namespace) -> int:
             return separation_options_from_args(args, base)
 
         opts = comm.agree(options)
+        gammas = args.gamma_excl if isinstance(args.gamma_excl, list) else None
+        filters = args.filters if isinstance(args.filters, list) else [opts.filters]
+        if args.gamma_excl == "auto":
+            from .separation.sweep import AUTO_GAMMAS, auto_gamma_files
+
+            if len(filters) > 1:
+                raise ValueError("--gamma-excl auto chooses gamma for one filter type; give one --filters")
+            opts = auto_gamma_files(args.inputs, args.output, opts, AUTO_GAMMAS[opts.filters], part=args.part,
+                                    truth_sources=args.truth, overwrite=args.overwrite,
+                                    progress=not args.no_progress and comm.is_root, comm=comm)
+        elif (gammas and len(gammas) > 1) or len(filters) > 1:
+            from .separation.sweep import sweep_files, sweep_settings
+
+            settings = sweep_settings(gammas or [None], filters)
+            sweep_files(args.inputs, args.output, opts, settings, part=args.part, truth_sources=args.truth,
+                        overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, comm=comm)
+            return 0
         kwargs: dict = {}
         if comm.size > 1:  # preflight on every rank, so that a bad input stops all ranks with one clean error
             def preflight():

@@ -144,6 +144,8 @@ def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--epochs", type=int, help="passes over all positions (default 50)")
     p.add_argument("--batch-size", type=int, help="global minibatch size, summed over MPI ranks (default 32)")
     p.add_argument("--lr-object", type=float, help="Adam step of the object, rad / nepers (default 0.02)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="learning-rate schedule (cosine: decay to 1%% over the run, converged final object)")
     p.add_argument("--lr-probe", type=float, help="Adam step of the probe, relative (default 0.01)")
     p.add_argument("--optimize-probe", action="store_true", help="refine the probe too")
     p.add_argument("--probe-delay", type=int, help="epochs before the probe starts to move")
@@ -165,6 +167,7 @@ def reconstruction_options_from_args(args: argparse.Namespace):
 
     base = _config_section(args.config, "reconstruction")
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr_object": args.lr_object,
+             "lr_schedule": args.lr_schedule,
              "lr_probe": args.lr_probe, "optimize_probe": True if args.optimize_probe else None,
              "probe_delay_epochs": args.probe_delay, "loss": args.loss, "init": args.init,
              "xrf_elements": args.xrf_elements, "n_slices": args.n_slices, "propagation": args.propagation,

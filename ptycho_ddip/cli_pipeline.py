@@ -24,10 +24,13 @@ def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--config", help="JSON/TOML pipeline config (see OUTDIR/config.json of any run); flags win")
     p.add_argument("--force", action="store_true", help="delete the outputs of a previous run in OUTDIR, redo all")
     p.add_argument("--part", choices=("phase", "magnitude"), help="part of the slices to separate (default phase)")
+    p.add_argument("--pass2-seed", choices=("separated", "ghost_removed"),
+                   help="seed of pass 2: the DDIP's clean images or pass 1 minus the ghost estimate")
     p.add_argument("--epochs-pass1", type=int, help="epochs of the first reconstruction")
     p.add_argument("--epochs-separation", type=int, help="DDIP epochs")
     p.add_argument("--epochs-pass2", type=int, help="epochs of the second reconstruction")
     p.add_argument("--batch-size", type=int, help="global minibatch size of both passes")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule of both passes")
     p.add_argument("--init", help="start of pass 1: random | constant | xrf | FILE.h5")
     p.add_argument("--xrf-elements", type=_xrf_elements, metavar="EL:SLICE,...",
                    help="element -> 0-based slice for --init xrf, e.g. Ni:1")
@@ -50,11 +53,15 @@ def pipeline_options_from_args(args: argparse.Namespace):
     stages = {name: dict(config.get(name) or {}) for name in ("pass1", "separation", "pass2")}
     if args.part is not None:
         config["part"] = args.part
+    if args.pass2_seed:
+        config["pass2_seed"] = args.pass2_seed
     sets = {"pass1": {"epochs": args.epochs_pass1, "batch_size": args.batch_size, "init": args.init,
+                      "lr_schedule": args.lr_schedule,
                       "xrf_elements": args.xrf_elements, "seed": args.seed, "device": args.device},
             "separation": {"epochs": args.epochs_separation, "filters": args.filters, "ensemble": args.ensemble,
                            "seed": args.seed, "device": args.device, "threads": args.threads},
             "pass2": {"epochs": args.epochs_pass2, "batch_size": args.batch_size, "seed": args.seed,
+                      "lr_schedule": args.lr_schedule,
                       "device": args.device}}
     for name, flags in sets.items():
         stages[name].update({k: v for k, v in flags.items() if v is not None})

@@ -57,6 +57,7 @@ __all__ = ["PipelineOptions", "run_pipeline", "pipeline_paths", "scan_box", "see
            "STAGES", "format_metrics"]
 
 PARTS = ("phase", "magnitude")
+SEEDS = ("separated", "ghost_removed")
 STAGES = ("pass1", "separation", "pass2", "report")
 #: options that may change between runs of the same OUTDIR (they do not change the result)
 RUN_CONTROL = ("checkpoint_every", "separation_checkpoint_every", "pass1.device", "pass2.device",
@@ -75,6 +76,9 @@ class PipelineOptions:
     pass2 : :class:`ReconstructionOptions` of the second reconstruction (its ``init`` is replaced by the seed built
         from the separation and must stay at its default).
     part : ``"phase"`` (default) or ``"magnitude"``: which part of the slices is separated.
+    pass2_seed : what of the separation seeds pass 2: ``"separated"`` (the DDIP's clean images, the paper's
+        choice) or ``"ghost_removed"`` (pass 1's slices minus the fitted model's ghost estimate: keeps every detail
+        pass 1 found and removes only what the model attributes to the other slices).
     crop_to_scan : separate only the scanned region's bounding box (default True).
     scan_threshold : the scanned region is where the summed probe intensity exceeds this fraction of its maximum.
     checkpoint_every : reconstruction epochs between checkpoints (0 = none).
@@ -96,6 +100,7 @@ class PipelineOptions:
     separation: SeparationOptions = field(default_factory=SeparationOptions)
     pass2: ReconstructionOptions = field(default_factory=ReconstructionOptions)
     part: str = "phase"
+    pass2_seed: str = "separated"
     crop_to_scan: bool = True
     scan_threshold: float = 0.1
     checkpoint_every: int = 5
@@ -124,6 +129,8 @@ class PipelineOptions:
                                f"remove pass2.init")
         if self.part not in PARTS:
             raise OptionsError(f"option part={self.part!r} is not one of {PARTS}")
+        if self.pass2_seed not in SEEDS:
+            raise OptionsError(f"option pass2_seed={self.pass2_seed!r} is not one of {SEEDS}")
         if not isinstance(self.crop_to_scan, bool):
             raise OptionsError(f"option crop_to_scan must be true or false, got {self.crop_to_scan!r}")
         if isinstance(self.scan_threshold, bool) or not isinstance(self.scan_threshold, (int, float)) or not (
@@ -387,6 +394,20 @@ def _separation_stage(p1: dict, dataset, options: PipelineOptions, paths: dict, 
                    truth_sources=[f"{inp}:/truth"] if truth is not None else None, overwrite=True,
                    progress=progress and comm.is_root, **kwargs)
     comm.barrier()
+
+
+def _pass2_seed_images(paths: dict, options: PipelineOptions) -> np.ndarray:
+    """The separation output that seeds pass 2 (``options.pass2_seed``), (N, h, w) inside the box."""
+    from .io import read_separation_result
+
+    sep = read_separation_result(paths["separation"])
+    if options.pass2_seed == "separated":
+        return np.asarray(sep["separated"])
+    extra = sep.get("extra", {})
+    if "ghost_removed" not in extra:
+        raise InputError(f"{paths['separation']}: has no ghost_removed dataset (written by an older version); rerun "
+                         "the separation stage (--force) or use pass2_seed='separated'")
+    return np.asarray(extra["ghost_removed"])
 
 
 def _read_box(paths: dict) -> tuple:
@@ -660,9 +681,9 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
 
     t0 = time.perf_counter()
     if not skip("pass2"):
-        say(f"[pipeline] pass2: reconstruction from the separated {options.part}, {options.pass2.epochs} epochs")
-        separated = read_separation_result(paths["separation"])["separated"]
-        seed = seed_object(p1["object"], separated, _read_box(paths), options.part)
+        say(f"[pipeline] pass2: reconstruction from the {options.pass2_seed.replace('_', '-')} {options.part}, "
+            f"{options.pass2.epochs} epochs")
+        seed = seed_object(p1["object"], _pass2_seed_images(paths, options), _read_box(paths), options.part)
         _reconstruct_stage("pass2", data_path, dataset, options.pass2, seed, paths, comm, progress, callback,
                            options.checkpoint_every)
         timings["pass2"] = time.perf_counter() - t0

@@ -225,3 +225,31 @@ def test_existing_output_is_not_overwritten(small, tmp_path):
         reconstruct_file(data, out, FAST, progress=False)
     assert out.read_bytes() == b"keep"
     _no_output(tmp_path, ["d.h5", "r.h5"])
+
+
+def test_cosine_schedule_sets_the_learning_rates(small):
+    rec = Reconstructor(small, ReconstructionOptions(**dict(FAST, epochs=10, lr_schedule="cosine",
+                                                            lr_object=0.02, lr_probe=0.01)))
+    assert rec.lr_factor(0) == pytest.approx(1.0)
+    assert rec.lr_factor(5) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert rec.lr_factor(10) == pytest.approx(0.01)
+    rec.run_epoch()
+    rec.run_epoch()  # the second epoch runs at factor(1)
+    assert rec.object_optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * rec.lr_factor(1))
+    assert rec.probe_optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * rec.lr_factor(1))
+    const = Reconstructor(small, ReconstructionOptions(**FAST))
+    assert const.lr_factor(3) == 1.0
+
+
+def test_chunked_minibatch_equals_one_call(small):
+    """Chunks of a minibatch accumulate exactly the gradient of one call (complex128: to rounding)."""
+    grads = {}
+    for chunk in (1, 3, 1000):
+        rec = Reconstructor(small, ReconstructionOptions(**dict(FAST, dtype="complex128", chunk_size=chunk)))
+        batch = global_minibatches(small.positions_px.shape[0], 8, 0, 0)[0]
+        g, loss = rec.minibatch_gradients(batch)
+        grads[chunk] = ([t.clone() for t in g], float(loss))
+    for chunk in (1, 3):
+        for a, b in zip(grads[chunk][0], grads[1000][0]):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+        assert grads[chunk][1] == pytest.approx(grads[1000][1], rel=1e-12)

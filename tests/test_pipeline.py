@@ -152,13 +152,14 @@ def test_pipeline_options_validation_and_round_trip():
                                    "separation": {"filters": "dip", "ensemble": 3}})
     assert o.separation.gamma_excl == 0.1 and o.pass1.xrf_elements == {"Ni": 1}
     assert PipelineOptions.from_json(o.to_json()) == o
-    assert set(o.to_dict()) == {"pass1", "separation", "pass2", "part", "crop_to_scan", "scan_threshold",
-                                "checkpoint_every", "separation_checkpoint_every"}
+    assert set(o.to_dict()) == {"pass1", "separation", "pass2", "part", "pass2_seed", "crop_to_scan",
+                                "scan_threshold", "checkpoint_every", "separation_checkpoint_every"}
     bad = [({"stage3": {}}, "unknown"), ({"pass1": {"learning_rate": 1}}, "learning_rate"),
            ({"separation": {"bogus": 1}}, "bogus"), ({"part": "real"}, "part"),
            ({"pass2": {"init": "xrf", "xrf_elements": {"Ni": 1}}}, "pass2.init"),
            ({"pass1": {"checkpoint_path": "x.ckpt"}}, "managed"), ({"scan_threshold": 1.5}, "scan_threshold"),
-           ({"checkpoint_every": -1}, "checkpoint_every"), ({"pass1": 3}, "pass1")]
+           ({"checkpoint_every": -1}, "checkpoint_every"), ({"pass1": 3}, "pass1"),
+           ({"pass2_seed": "truth"}, "pass2_seed")]
     for mapping, match in bad:
         with pytest.raises(OptionsError, match=match):
             PipelineOptions.from_dict(mapping)
@@ -173,3 +174,14 @@ def test_scan_box_and_seed_helpers():
     assert np.all(np.abs(ph - 3.0) < 1.0)
     mag = seed_object(obj * 0.9, np.full((2, 32, 32), 0.5), (0, 32, 0, 32), part="magnitude")
     assert np.allclose(np.abs(mag[:, :32, :32]), 0.5) and np.allclose(np.abs(mag[:, 32:]), 0.9)
+
+
+def test_ghost_removed_seed_is_the_input_minus_the_ghost_estimate(run):
+    from ptycho_ddip.pipeline import _pass2_seed_images, pipeline_paths
+
+    _, outdir, _ = run
+    sep = read_separation_result(os.path.join(outdir, "separation.h5"))
+    opts = PipelineOptions.from_dict({**OPTIONS, "pass2_seed": "ghost_removed"})
+    seed = _pass2_seed_images(pipeline_paths(outdir), opts)
+    np.testing.assert_allclose(seed, sep["inputs"] - sep["extra"]["ghost_estimate"], rtol=1e-12)
+    assert not np.allclose(seed, sep["separated"])

@@ -250,3 +250,20 @@ def test_fused_exclusion_equals_pairwise_reference():
         ref = torch.stack([sum(exclusion_loss(y[k, a][None, None], y[k, b][None, None], balance=balance)
                                for a, b in zip(i, j)) for k in range(3)])
         torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-15)
+
+
+def test_ghost_estimate_is_the_models_ghost_term_in_input_units():
+    """ghost_estimate_1 = (1 - alpha_1) f_12(y_2) mapped to input units, recomputed from the saved kernel and y."""
+    import torch.nn.functional as F
+
+    from ptycho_ddip.separation.separate import normalize_jointly
+
+    b = _small_blend()
+    res = separate(b.inputs, epochs=5, seed=0, progress=False, device="cpu", match_inputs=False)
+    _, (mu, sd, lo, hi) = normalize_jointly(b.inputs)
+    y = torch.as_tensor(res.normalized)
+    k12 = torch.as_tensor(res.filters["f_1_2"], dtype=torch.float64)[None, None]
+    g = F.conv2d(F.pad(y[1][None, None], (3, 3, 3, 3), mode="reflect"), k12)[0, 0].numpy()
+    expected = (1 - res.alpha[0]) * g * (hi - lo) * sd
+    np.testing.assert_allclose(res.ghost_estimate[0], expected, rtol=1e-4, atol=1e-5 * np.ptp(b.inputs))
+    np.testing.assert_allclose(res.ghost_removed, b.inputs - res.ghost_estimate)

@@ -72,6 +72,9 @@ class ReconstructionOptions:
         None = the whole share (one call).
     lr_object : Adam step of the object parameters (radians / nepers with ``parameterization="phase"``).
     lr_probe : Adam step of the probe (relative to its initial peak amplitude).
+    lr_schedule : ``"constant"`` (default) or ``"cosine"``: both steps follow lr * (0.01 + 0.99 * (1 + cos(pi e / E))
+        / 2) over the run's epochs E, so the last epochs converge instead of oscillating at the minibatch noise level
+        (a final object, and a final data loss, that do not depend on where the oscillation stopped).
     optimize_probe : refine the probe; ``probe_delay_epochs`` : epochs before the probe starts to move.
     loss : ``"amplitude"`` or ``"poisson"``.
     init : ``"random"`` (unit amplitude, Gaussian phase of std ``init_noise`` rad), ``"constant"`` (ones),
@@ -96,6 +99,7 @@ class ReconstructionOptions:
     batch_size: int = 32
     chunk_size: int | None = None
     lr_object: float = 2e-2
+    lr_schedule: str = "constant"
     lr_probe: float = 1e-2
     optimize_probe: bool = False
     probe_delay_epochs: int = 0
@@ -127,6 +131,7 @@ class ReconstructionOptions:
         opt.check_bool("optimize_probe", self.optimize_probe)
         opt.check_int("probe_delay_epochs", self.probe_delay_epochs, 0)
         opt.check_choice("loss", self.loss, LOSSES)
+        opt.check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         if not isinstance(self.init, str) or not self.init:
             raise opt.OptionsError(f"option init must be one of {INITS} or a file path, got {self.init!r}")
         opt.check_positive("init_noise", self.init_noise, allow_zero=True)
@@ -482,8 +487,19 @@ class Reconstructor:
             self.probe_optimizer.step()
         return float(loss_value) * batch.numel()
 
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of both learning rates at ``epoch`` (``ReconstructionOptions.lr_schedule``)."""
+        if self.options.lr_schedule == "constant" or self.options.epochs <= 1:
+            return 1.0
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * epoch / self.options.epochs))
+
     def run_epoch(self) -> float:
         """One pass over all positions; returns the mean loss per position."""
+        f = self.lr_factor(self.epoch)
+        for optim, lr in ((self.object_optimizer, self.options.lr_object),
+                          (self.probe_optimizer, self.options.lr_probe)):
+            for group in optim.param_groups:
+                group["lr"] = lr * f
         total = 0.0
         n = self.positions.shape[0]
         for batch in global_minibatches(n, self.options.batch_size, self.options.seed, self.epoch):

@@ -44,6 +44,10 @@ class SeparationResult:
     std : (N, H, W) per-pixel standard deviation over ensemble members (input units), None for one member.
     members : (K, N, H, W) each member's separated slices, None for one member.
     monitor : (n_rows, columns) ground-truth trajectory (when truth was given), ``monitor_columns`` names them.
+    ghost_estimate : (N, H, W) the fitted model's ghost part of each input, input units (ensemble: mean): the
+        terms of the synthesis made from the other slices' networks, (1 - w_i)/(N - 1) sum_j f_ij(y_j).
+        ``ghost_removed = inputs - ghost_estimate`` keeps every detail of the input that the model does not
+        attribute to another slice (its own signal, and noise); ``separated`` is the network's image of the slice.
     """
 
     inputs: np.ndarray
@@ -57,14 +61,23 @@ class SeparationResult:
     members: Optional[np.ndarray] = None
     monitor: Optional[np.ndarray] = None
     monitor_columns: tuple = ()
+    ghost_estimate: Optional[np.ndarray] = None
 
     @property
     def mean(self) -> np.ndarray:
         return self.separated
 
+    @property
+    def ghost_removed(self) -> Optional[np.ndarray]:
+        """The inputs minus the model's ghost estimate (input units), or None without an estimate."""
+        return None if self.ghost_estimate is None else self.inputs - self.ghost_estimate
+
     def to_dict(self) -> dict:
         """The layout :func:`ptycho_ddip.io.write_separation_result` writes."""
         extra = {"normalized": self.normalized}
+        if self.ghost_estimate is not None:
+            extra["ghost_estimate"] = self.ghost_estimate
+            extra["ghost_removed"] = self.ghost_removed
         if self.members is not None:
             extra["members"] = self.members
         d = {"inputs": self.inputs, "separated": self.separated, "alpha": self.alpha, "filters": self.filters,
@@ -155,6 +168,21 @@ class _MemberOutput:
     loss: np.ndarray
     monitor: list = field(default_factory=list)
     permutation: tuple = ()
+    foreign: Optional[np.ndarray] = None  # (N, H, W) the model's ghost part of each input, normalised units
+
+
+def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
+    """The model's decomposition of each synthesised input: (K, N_input, N_slot, H, W), where [k, i, i] is the own
+    term w_i y_i and [k, i, j] the ghost term (1 - w_i)/(N - 1) f_ij(y_j); summed over slots it is ``synth``."""
+    y, own = out["y"], out["own"]
+    k, n, h, w = y.shape
+    comps = y.new_zeros(k, n, n, h, w)
+    for i in range(n):
+        comps[:, i, i] = own[:, i, None, None] * y[:, i]
+        others = [j for j in range(n) if j != i]
+        for q, j in enumerate(others):
+            comps[:, i, j] = ((1.0 - own[:, i]) / (n - 1))[:, None, None] * ghosts[:, i, q]
+    return comps
 
 
 def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
@@ -269,6 +297,9 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         final = model()
     y_all = final["y"].cpu().numpy().astype(np.float64)
     al_all = final["alpha"].cpu().numpy().astype(np.float64)
+    with torch.no_grad():
+        comps = synthesis_components(final, final["ghosts"] if "ghosts" in final else model.ghosts(final["y"]))
+    comps = comps.cpu().numpy().astype(np.float64)
     hist = history.cpu().numpy().astype(np.float64)
     outs = []
     for m in range(k):
@@ -276,8 +307,9 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
             monitor[m].append(_monitor_row(opts.epochs, y_all[m], al_all[m], truth, ghosts, inputs))
         loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
         perm = match_to_inputs(y_all[m], target_np) if opts.match_inputs else tuple(range(n))
+        foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
         outs.append(_MemberOutput(y=y_all[m][list(perm)], alpha=al_all[m], filters=model.filter_arrays(m),
-                                  loss=loss_table, monitor=monitor[m], permutation=perm))
+                                  loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign))
     return outs
 
 
@@ -398,6 +430,8 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
     """Combine member outputs (in member order) into a :class:`SeparationResult`."""
     ys = np.stack([o.y for o in outs])
     seps = np.stack([to_input_units(o.y, x) for o in outs])
+    _, (mu, sd, lo, hi) = normalize_jointly(x)
+    ghost = np.stack([o.foreign for o in outs]).mean(0) * (hi - lo) * sd
     config = {**options.to_dict(), "version": __version__,
               "permutations": [list(map(int, o.permutation)) for o in outs]}
     first = outs[0]
@@ -405,9 +439,9 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
     mon = np.asarray(first.monitor, dtype=np.float64) if first.monitor else None
     if len(outs) == 1:
         return SeparationResult(inputs=x, separated=seps[0], normalized=ys[0], alpha=first.alpha,
-                                filters=first.filters, loss=first.loss, config=config, monitor=mon,
+                                ghost_estimate=ghost, filters=first.filters, loss=first.loss, config=config, monitor=mon,
                                 monitor_columns=monitor_columns(n) if mon is not None else ())
-    return SeparationResult(inputs=x, separated=seps.mean(0), normalized=ys.mean(0),
+    return SeparationResult(inputs=x, separated=seps.mean(0), normalized=ys.mean(0), ghost_estimate=ghost,
                             alpha=np.stack([o.alpha for o in outs]), filters=first.filters, loss=first.loss,
                             config=config, std=seps.std(0, ddof=1), members=seps, monitor=mon,
                             monitor_columns=monitor_columns(n) if mon is not None else ())

@@ -1,0 +1,293 @@
+"""Sweeps over gamma_excl and filter types (the paper's Figs 3, 4 and 6), and the automatic choice of gamma_excl.
+
+A sweep fits one separation per setting (filters, gamma_excl) on the same images with the same seed. Under MPI the
+settings are spread over the ranks (setting s on rank s % R) and rank 0 gathers the results.
+
+Automatic gamma (``choose_gamma``), without ground truth. Along a sweep, raising gamma_excl first removes ghosts
+(the outputs' gradients decorrelate) and then starts to smear detail (the synthesised inputs no longer match). The
+rule picks the *largest gamma whose data mismatch stays within ``tolerance`` times the smallest mismatch of the
+sweep*: as much exclusion as the data allow before the fit degrades. Its validation against the ground-truth-best
+gamma is in docs/results.md (``demos/paper_figures.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .options import SeparationOptions
+from .separate import SeparationResult, fit_members, assemble_result, validate_images
+
+__all__ = ["Setting", "sweep_settings", "run_sweep", "sweep_rows", "choose_gamma", "sweep_figure",
+           "uncertainty_figure", "AUTO_GAMMAS"]
+
+#: candidate gammas of ``--gamma-excl auto`` per filter type (spanning DESIGN.md's ranges)
+AUTO_GAMMAS = {"kernel": (0.1, 0.2, 0.4, 0.7, 1.0), "dip": (0.02, 0.04, 0.1, 0.2, 0.4)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    filters: str
+    gamma: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.filters}_g{self.gamma:g}"
+
+
+def sweep_settings(gammas: Sequence[Optional[float]], filters: Sequence[str]) -> list:
+    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default."""
+    from .options import DEFAULT_GAMMA
+
+    return [Setting(f, float(DEFAULT_GAMMA[f] if g is None else g)) for f in filters for g in gammas]
+
+
+def run_sweep(images: np.ndarray, base: SeparationOptions, settings: Sequence[Setting], *,
+              truth: Optional[np.ndarray] = None, ghosts: Optional[np.ndarray] = None, comm=None,
+              progress: bool = True) -> Optional[list]:
+    """Fit every setting; returns [(Setting, SeparationResult)] in setting order (on rank 0; None elsewhere)."""
+    x = validate_images(images)
+    rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    mine = []
+    for s_idx, s in enumerate(settings):
+        if s_idx % size != rank:
+            continue
+        opts = dataclasses.replace(base, filters=s.filters, gamma_excl=s.gamma)
+        outs = fit_members(x, opts, truth=truth, ghosts=ghosts, progress=progress, rank=rank)
+        mine.append((s_idx, assemble_result(x, outs, opts)))
+    if comm is not None and size > 1:
+        parts = comm.gather(mine)
+        if parts is None:
+            return None
+        mine = [item for part in parts for item in part]
+    mine.sort(key=lambda t: t[0])
+    return [(settings[i], r) for i, r in mine]
+
+
+def _final_losses(result: SeparationResult) -> tuple:
+    last = result.loss[-1]
+    return float(last[2]), float(last[3])  # mismatch, exclusion
+
+
+def sweep_rows(runs: Sequence, truth: Optional[np.ndarray] = None, ghosts: Optional[np.ndarray] = None) -> list:
+    """One dict per run: setting, final alphas, mismatch and exclusion, mean ensemble std, and with truth the
+    ghost-to-signal ratio and correlation of every slice."""
+    from .metrics import separation_metrics
+
+    rows = []
+    for s, r in runs:
+        mis, exc = _final_losses(r)
+        row = {"filters": s.filters, "gamma_excl": s.gamma, "alpha": np.asarray(r.alpha).tolist(),
+               "mismatch": mis, "exclusion": exc,
+               "mean_std": float(np.mean(r.std)) if r.std is not None else None}
+        if truth is not None:
+            m = separation_metrics(r.separated, truth, ghosts)
+            for i, mi in enumerate(m):
+                row[f"gsr{i + 1}"] = mi["ghost_to_signal"]
+                row[f"corr{i + 1}"] = mi["correlation"]
+        rows.append(row)
+    return rows
+
+
+def choose_gamma(rows: Sequence[dict], tolerance: float = 1.5) -> float:
+    """The largest gamma whose final mismatch is <= ``tolerance`` x the smallest mismatch among ``rows`` (one filter
+    type). No ground truth is used."""
+    if not rows:
+        raise ValueError("choose_gamma needs at least one sweep row")
+    best = min(r["mismatch"] for r in rows)
+    ok = [r["gamma_excl"] for r in rows if r["mismatch"] <= tolerance * best]
+    return float(max(ok))
+
+
+def rows_markdown(rows: Sequence[dict]) -> str:
+    n = max((int(k[3:]) for r in rows for k in r if k.startswith("gsr")), default=0)
+    head = "| filters | gamma_excl | alphas | mismatch | exclusion |"
+    head += "".join(f" GSR{i} | corr{i} |" for i in range(1, n + 1))
+    if any(r.get("mean_std") is not None for r in rows):
+        head += " mean std |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        al = "/".join(f"{a:.2f}" for a in np.ravel(r["alpha"]))
+        line = f"| {r['filters']} | {r['gamma_excl']:g} | {al} | {r['mismatch']:.3e} | {r['exclusion']:.3e} |"
+        line += "".join(f" {r[f'gsr{i}']:.4f} | {r[f'corr{i}']:.4f} |" for i in range(1, n + 1))
+        if r.get("mean_std") is not None:
+            line += f" {r['mean_std']:.4g} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def sweep_figure(inputs: np.ndarray, runs: Sequence, truth: Optional[np.ndarray] = None, exponent: float = 0.5,
+                 path: Optional[str] = None):
+    """The paper's Figs 3/4 layout: one row per slice with the input, every setting's output (final alphas in the
+    title; display range mu +/- 4 sigma) and the truth; below, the normalised power spectra as (log10 P)^a."""
+    from ..plotting import _show, plt, save_figure
+    from .metrics import power_spectrum
+
+    n = inputs.shape[0]
+    cols = [("input", inputs, None)] + [(s.label, r.separated, r.alpha) for s, r in runs]
+    if truth is not None:
+        cols.append(("truth", truth, None))
+    fig, axes = plt.subplots(2 * n, len(cols), figsize=(2.1 * len(cols), 2.2 * 2 * n), squeeze=False)
+    for c, (label, ims, alpha) in enumerate(cols):
+        for i in range(n):
+            title = f"{label}\nslice {i + 1}"
+            if alpha is not None:
+                al = np.asarray(alpha)
+                al = al.mean(0) if al.ndim == 2 else al
+                title += "  a=" + "/".join(f"{a:.2f}" for a in al)
+            _show(axes[i, c], ims[i], title)
+            lp = np.log10(power_spectrum(ims[i]) + 1e-30)
+            lp -= lp.min()
+            ax = axes[n + i, c]
+            ax.imshow(lp**exponent, cmap="inferno")
+            ax.set_title(f"spectrum, slice {i + 1}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
+def uncertainty_figure(runs: Sequence, path: Optional[str] = None):
+    """The paper's Fig. 6: ensemble std maps per gamma (one row per slice) and the mean std against gamma."""
+    from ..plotting import _show, plt, save_figure
+
+    runs = [(s, r) for s, r in runs if r.std is not None]
+    if not runs:
+        raise ValueError("uncertainty_figure needs ensemble runs (ensemble >= 2)")
+    n = runs[0][1].std.shape[0]
+    fig, axes = plt.subplots(n, len(runs) + 1, figsize=(2.2 * (len(runs) + 1), 2.3 * n), squeeze=False)
+    for c, (s, r) in enumerate(runs):
+        for i in range(n):
+            _show(axes[i, c], r.std[i], f"std {s.label}\nslice {i + 1}")
+    for i in range(n):
+        ax = axes[i, -1]
+        for f in sorted({s.filters for s, _ in runs}):
+            pts = [(s.gamma, float(np.mean(r.std[i]))) for s, r in runs if s.filters == f]
+            ax.plot(*zip(*pts), "o-", label=f)
+        ax.set_xscale("log")
+        ax.set_xlabel("gamma_excl")
+        ax.set_ylabel(f"mean std, slice {i + 1}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
+def sweep_paths(out_path: str, settings: Sequence[Setting]) -> dict:
+    """``OUT.h5`` -> one result per setting ``OUT_<filters>_g<gamma>.h5`` and ``OUT_sweep.png/.json/.md``."""
+    stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
+    d = {s: f"{stem}_{s.label}.h5" for s in settings}
+    d.update({"png": stem + "_sweep.png", "json": stem + "_sweep.json", "md": stem + "_sweep.md",
+              "uncertainty_png": stem + "_uncertainty.png"})
+    return d
+
+
+def write_sweep(out_path: str, inputs: np.ndarray, runs: Sequence, config: dict, truth: Optional[np.ndarray] = None,
+                ghosts: Optional[np.ndarray] = None, overwrite: bool = False,
+                say: Callable[[str], None] = print) -> list:
+    """Write every run (HDF5 + TIFF + PNG, as ``separate`` does), the comparison figure and the metrics table."""
+    from .. import io
+    from ..plotting import separation_figure
+    from .separate import output_paths
+
+    settings = [s for s, _ in runs]
+    paths = sweep_paths(out_path, settings)
+    for s, r in runs:
+        p = output_paths(paths[s])
+        io.write_separation_result(p["h5"], r.to_dict(), overwrite=overwrite)
+        io.write_tiff(p["tiff"], r.separated.astype(np.float32), overwrite=overwrite)
+        if r.std is not None:
+            io.write_tiff(p["std_tiff"], r.std.astype(np.float32), overwrite=overwrite)
+        separation_figure(r.inputs, r.separated, r.loss, r.alpha, std=r.std, truth=truth, monitor=r.monitor,
+                          monitor_columns=r.monitor_columns, path=p["png"])
+    rows = sweep_rows(runs, truth, ghosts)
+    sweep_figure(inputs, runs, truth=truth, path=paths["png"])
+    if any(r.std is not None for _, r in runs):
+        uncertainty_figure(runs, path=paths["uncertainty_png"])
+    with io.atomic_write(paths["json"], overwrite=overwrite) as tmp, open(tmp, "w") as fh:
+        json.dump({"config": config, "rows": rows}, fh, indent=1)
+    table = rows_markdown(rows)
+    with io.atomic_write(paths["md"], overwrite=overwrite) as tmp, open(tmp, "w") as fh:
+        fh.write(table + "\n")
+    say(table)
+    return rows
+
+
+def _read_inputs(sources, part, truth_sources):
+    from .. import io
+    from .separate import MIN_SIZE
+
+    images, _ = io.read_images(sources, part=part, min_size=MIN_SIZE)
+    truth = None
+    if truth_sources:
+        truth, _ = io.read_images(truth_sources, part=part, min_size=MIN_SIZE)
+        if truth.shape != images.shape:
+            raise io.InputError(f"{', '.join(truth_sources)}: truth has shape {truth.shape} but the inputs "
+                                f"{', '.join(sources)} have {images.shape}; give one true slice per input slice")
+    return validate_images(images, name=", ".join(sources)), truth
+
+
+def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, settings: Sequence[Setting], *,
+                part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None, overwrite: bool = False,
+                progress: bool = True, comm=None) -> Optional[list]:
+    """Read the slices, fit every setting (spread over MPI ranks) and write the results, the comparison figure and
+    the metrics table (:func:`sweep_paths`); returns the table rows on rank 0."""
+    from .. import io
+    from .separate import output_paths
+
+    root = comm is None or comm.is_root
+    paths = sweep_paths(out_path, settings)
+    if root:
+        for s in settings:
+            p = output_paths(paths[s])
+            for key in ("h5", "tiff", "png") + (("std_tiff",) if base.ensemble > 1 else ()):
+                io.check_output_path(p[key], overwrite)
+        for key in ("png", "json", "md"):
+            io.check_output_path(paths[key], overwrite)
+    x, truth = _read_inputs(sources, part, truth_sources)
+    runs = run_sweep(x, base, settings, truth=truth, comm=comm, progress=progress)
+    if runs is None:
+        return None
+    config = {"sources": list(sources), "part": part, "base": base.to_dict(),
+              "settings": [dataclasses.asdict(s) for s in settings]}
+    return write_sweep(out_path, x, runs, config, truth=truth, overwrite=overwrite)
+
+
+def auto_gamma_files(sources: Sequence[str], out_path: str, options: SeparationOptions, candidates: Sequence[float],
+                     *, part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None,
+                     overwrite: bool = False, progress: bool = True, comm=None, tolerance: float = 1.5,
+                     say: Callable[[str], None] = print) -> SeparationOptions:
+    """``--gamma-excl auto``: a short sweep over ``candidates`` (a quarter of the epochs, at least 200 or all of them, one member),
+    :func:`choose_gamma` on it, and the options with the chosen gamma (the caller then runs the full separation).
+    Writes ``OUT_auto.json`` (the sweep rows and the choice)."""
+    from .. import io
+
+    root = comm is None or comm.is_root
+    stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
+    auto_json = stem + "_auto.json"
+    if root:
+        io.check_output_path(auto_json, overwrite)
+    x, truth = _read_inputs(sources, part, truth_sources)
+    short = dataclasses.replace(options, epochs=min(options.epochs, max(200, options.epochs // 4)), ensemble=1,
+                                checkpoint_every=0, resume=False, checkpoint_path=None)
+    runs = run_sweep(x, short, sweep_settings(candidates, [options.filters]), truth=truth, comm=comm,
+                     progress=progress)
+    gamma = None
+    if runs is not None:
+        rows = sweep_rows(runs, truth)
+        gamma = choose_gamma(rows, tolerance)
+        with io.atomic_write(auto_json, overwrite=overwrite) as tmp, open(tmp, "w") as fh:
+            json.dump({"rule": f"largest gamma with mismatch <= {tolerance} x the smallest", "epochs": short.epochs,
+                       "rows": rows, "gamma_excl": gamma}, fh, indent=1)
+        say(rows_markdown(rows))
+        say(f"--gamma-excl auto: chose {gamma:g} (sweep of {short.epochs} epochs; {auto_json})")
+    if comm is not None and comm.size > 1:
+        gamma = comm.bcast(gamma)
+    return dataclasses.replace(options, gamma_excl=float(gamma))

@@ -1,0 +1,68 @@
+"""Sweeps over gamma_excl and filters, and the automatic gamma rule: settings, files, figure, table, MPI-free paths."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ptycho_ddip.cli import main
+from ptycho_ddip.io import read_separation_result
+from ptycho_ddip.phantoms import blend, make_phantom
+from ptycho_ddip.separation.options import DEFAULT_GAMMA, SeparationOptions
+from ptycho_ddip.separation.separate import separate
+from ptycho_ddip.separation.sweep import Setting, choose_gamma, run_sweep, sweep_rows, sweep_settings
+
+
+def test_settings_combine_filters_and_gammas():
+    s = sweep_settings([0.1, 0.4], ["kernel", "dip"])
+    assert s == [Setting("kernel", 0.1), Setting("kernel", 0.4), Setting("dip", 0.1), Setting("dip", 0.4)]
+    assert sweep_settings([None], ["dip"]) == [Setting("dip", DEFAULT_GAMMA["dip"])]
+    assert Setting("kernel", 0.04).label == "kernel_g0.04"
+
+
+def test_choose_gamma_takes_the_largest_gamma_within_the_mismatch_tolerance():
+    rows = [{"gamma_excl": g, "mismatch": m} for g, m in [(0.1, 1.0), (0.2, 1.1), (0.4, 1.45), (1.0, 3.0)]]
+    assert choose_gamma(rows, tolerance=1.5) == 0.4
+    assert choose_gamma(rows, tolerance=1.05) == 0.1
+    with pytest.raises(ValueError):
+        choose_gamma([])
+
+
+def test_sweep_run_equals_single_runs_and_rows_have_metrics():
+    b = blend(make_phantom("au-nio", (48, 48), seed=1).normalized())
+    base = SeparationOptions(epochs=4, seed=2, device="cpu")
+    runs = run_sweep(b.inputs, base, sweep_settings([0.1, 0.8], ["kernel"]), truth=b.truth, progress=False)
+    single = separate(b.inputs, base, gamma_excl=0.8, progress=False)
+    np.testing.assert_array_equal(runs[1][1].separated, single.separated)
+    rows = sweep_rows(runs, b.truth, b.ghosts)
+    assert [r["gamma_excl"] for r in rows] == [0.1, 0.8]
+    assert all(np.isfinite(r["gsr2"]) and -1 <= r["corr1"] <= 1 for r in rows)
+    # a larger gamma weights exclusion more: the final exclusion term is not larger
+    assert rows[1]["exclusion"] <= rows[0]["exclusion"] * 1.05
+
+
+def test_cli_sweep_and_auto_write_every_output(tmp_path, capsys):
+    b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized())
+    inp, truth = tmp_path / "in.npy", tmp_path / "t.npy"
+    np.save(inp, b.inputs)
+    np.save(truth, b.truth)
+    out = str(tmp_path / "s.h5")
+    assert main(["separate", str(inp), "-o", out, "--gamma-excl", "0.05,0.5", "--filters", "kernel,dip",
+                 "--epochs", "3", "--truth", str(truth), "--no-progress"]) == 0
+    for label in ("kernel_g0.05", "kernel_g0.5", "dip_g0.05", "dip_g0.5"):
+        res = read_separation_result(str(tmp_path / f"s_{label}.h5"))
+        assert res["config"]["filters"] == label.split("_")[0]
+        assert res["config"]["gamma_excl"] == float(label.split("_g")[1])
+    table = json.loads((tmp_path / "s_sweep.json").read_text())["rows"]
+    assert len(table) == 4 and "gsr1" in table[0]
+    assert os.path.getsize(tmp_path / "s_sweep.png") > 10000
+    assert "| kernel | 0.05 |" in (tmp_path / "s_sweep.md").read_text()
+    # the sweep refuses to overwrite
+    assert main(["separate", str(inp), "-o", out, "--gamma-excl", "0.05,0.5", "--epochs", "3", "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    auto = str(tmp_path / "a.h5")
+    assert main(["separate", str(inp), "-o", auto, "--gamma-excl", "auto", "--epochs", "3", "--no-progress"]) == 0
+    choice = json.loads((tmp_path / "a_auto.json").read_text())
+    assert len(choice["rows"]) == 5
+    assert read_separation_result(auto)["config"]["gamma_excl"] == choice["gamma_excl"]
+    assert choice["gamma_excl"] == choose_gamma(choice["rows"])
