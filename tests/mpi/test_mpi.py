@@ -224,6 +224,31 @@ def test_ensemble_over_ranks_equals_serial_ensemble(shared_dir):
         np.testing.assert_allclose(par["alpha"], ser.alpha, rtol=1e-6)
 
 
+def test_sweep_over_ranks_equals_serial_sweep(shared_dir):
+    """A 2 x 2 sweep spread over the ranks writes, on rank 0, exactly the serial results of every setting."""
+    from ptycho_ddip.phantoms import blend, make_phantom
+    from ptycho_ddip.separation.options import SeparationOptions
+    from ptycho_ddip.separation.separate import separate
+
+    b = blend(make_phantom("zp-nio", (40, 40), seed=1).normalized())
+    inp, out = os.path.join(shared_dir, "in.npy"), os.path.join(shared_dir, "sw.h5")
+    if comm.is_root:
+        np.save(inp, b.inputs)
+    comm.barrier()
+    status = _main(["separate", inp, "-o", out, "--gamma-excl", "0.1,0.6", "--filters", "kernel,dip", "--epochs",
+                    "4", "--seed", "1", "--threads", "1", "--device", "cpu", "--no-progress"])
+    comm.barrier()
+    assert status == 0
+    if comm.is_root:
+        for f in ("kernel", "dip"):
+            for g in (0.1, 0.6):
+                par = read_separation_result(os.path.join(shared_dir, f"sw_{f}_g{g:g}.h5"))
+                ser = separate(b.inputs, SeparationOptions(filters=f, gamma_excl=g, epochs=4, seed=1, threads=1,
+                                                           device="cpu"), progress=False)
+                np.testing.assert_array_equal(par["separated"], ser.separated)
+        assert len(json.loads(open(os.path.join(shared_dir, "sw_sweep.json")).read())["rows"]) == 4
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 
 @needs_two
