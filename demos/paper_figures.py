@@ -73,6 +73,24 @@ def edge_width(image: np.ndarray, line: tuple) -> float:
         return float("nan")
 
 
+def erf_figures(ph: str, b, lines: list, figdir: str) -> list:
+    """Fig. 5-style erf fits across the sharpest true edge of each slice, in the input and in the truth."""
+    from ptycho_ddip.plotting import erf_fit_figure
+    from ptycho_ddip.separation.metrics import erf_resolution
+
+    names = []
+    for i in range(2):
+        for label, im in (("input", b.inputs[i]), ("truth", b.truth[i])):
+            try:
+                fit = erf_resolution(im, lines[i][0], lines[i][1])
+            except (RuntimeError, ValueError):
+                continue
+            name = f"erf_{ph}_slice{i + 1}_{label}.png"
+            erf_fit_figure(fit, im, lines[i][0], lines[i][1], path=os.path.join(figdir, name))
+            names.append(name)
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs", help="writes OUT/results.md, OUT/figures/results/, OUT/validation/")
@@ -150,6 +168,8 @@ def main() -> None:
             md += [f"### {ph}, {f} filters: gamma_excl sweep ({args.epochs} epochs)", "",
                    f"![sweep](figures/results/sweep_{ph}_{f}.png)", "", rows_markdown(rows), ""]
             extra = "| gamma | edge FWHM slice 1 / 2 (px) |" + (" streak energy slice 2 |" if ph == "zp-nio" else "")
+            if f == "kernel":
+                md += [" ".join(f"![erf](figures/results/{n})" for n in erf_figures(ph, b, lines, figdir)), ""]
             md += [f"Edge width (erf fit, paper Fig. 5) across the sharpest true edge of each slice: input "
                    f"{in_edges[0]:.2f} / {in_edges[1]:.2f} px, truth {true_edges[0]:.2f} / {true_edges[1]:.2f} px.",
                    "", extra, "|---|---|" + ("---|" if ph == "zp-nio" else "")]

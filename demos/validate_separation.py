@@ -41,6 +41,7 @@ def variants() -> dict:
         "balance": {"schedule": "paper", "exclusion_balance": True},
         "gnorm": {"schedule": "paper", "ghost_norm": True},
         "balance_reg": {"schedule": "paper", "exclusion_balance": True, "weight_reg_epochs": 10**9},
+        "cosine": {"lr_schedule": "cosine"},
     }
 
 

@@ -36,6 +36,8 @@ class SeparationOptions:
     gamma_excl : weight of the exclusion loss; None = 0.5 for kernels, 0.1 for shallow DIPs.
     epochs : number of fitting epochs (one Adam step each).
     lr, lr_decay, lr_step : Adam learning rate, multiplied by ``lr_decay`` every ``lr_step`` epochs.
+    lr_schedule : ``"step"`` (the paper's: the lr_decay/lr_step steps above) or ``"cosine"`` (lr decays as
+        ``0.01 + 0.99 (1 + cos(pi e / epochs)) / 2``; lr_decay and lr_step are then unused).
     weight_reg, weight_reg_epochs : ``weight_reg * sum (alpha - 0.5)^2`` during the first ``weight_reg_epochs``
         (None = from the schedule).
     schedule : ``"balanced"`` (default: gradient-balanced exclusion, which keeps both slices clean over long fits)
@@ -78,6 +80,7 @@ class SeparationOptions:
     lr: float = 1e-3
     lr_decay: float = 0.9
     lr_step: int = 500
+    lr_schedule: str = "step"
     weight_reg: float = 0.5
     weight_reg_epochs: Optional[int] = None
     schedule: str = "balanced"
@@ -122,6 +125,8 @@ class SeparationOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and 0 < self.lr_decay <= 1 and self.weight_reg >= 0 and self.noise_scale > 0):
             raise ValueError("lr and noise_scale must be > 0, lr_decay in (0, 1], weight_reg >= 0")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.schedule not in SCHEDULES:

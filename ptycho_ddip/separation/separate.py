@@ -9,6 +9,7 @@ code's best-PSNR iterate; see the README).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -228,7 +229,12 @@ class Fit:
         self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
         fused = opts.fast and device.type in ("cpu", "cuda")
         self.optim = torch.optim.Adam(self.model.parameters(), lr=opts.lr, fused=fused or None)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.optim, step_size=opts.lr_step, gamma=opts.lr_decay)
+        if opts.lr_schedule == "cosine":
+            e = max(opts.epochs, 1)
+            self.sched = torch.optim.lr_scheduler.LambdaLR(
+                self.optim, lambda k: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(k, e) / e)))
+        else:
+            self.sched = torch.optim.lr_scheduler.StepLR(self.optim, step_size=opts.lr_step, gamma=opts.lr_decay)
         self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
 
     def step(self, epoch: int) -> tuple:
