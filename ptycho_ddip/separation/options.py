@@ -37,7 +37,8 @@ class SeparationOptions:
     epochs : number of fitting epochs (one Adam step each).
     lr, lr_decay, lr_step : Adam learning rate, multiplied by ``lr_decay`` every ``lr_step`` epochs.
     lr_schedule : ``"step"`` (the paper's: the lr_decay/lr_step steps above) or ``"cosine"`` (lr decays as
-        ``0.01 + 0.99 (1 + cos(pi e / epochs)) / 2``; lr_decay and lr_step are then unused).
+        ``0.01 + 0.99 (1 + cos(pi e / epochs)) / 2``; lr_decay and lr_step are then unused). Experimental: on
+        the one validation blend tried it did not stop the ghost's comeback.
     weight_reg, weight_reg_epochs : ``weight_reg * sum (alpha - 0.5)^2`` during the first ``weight_reg_epochs``
         (None = from the schedule).
     schedule : ``"balanced"`` (default: gradient-balanced exclusion, which keeps both slices clean over long fits)
