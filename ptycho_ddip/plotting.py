@@ -91,20 +91,24 @@ def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarra
     return fig
 
 
+def show_spectrum(ax, image: np.ndarray, title: str, exponent: float = 0.5, fontsize: int = 9) -> None:
+    """Draw the normalised power spectrum of ``image`` as (log10 P)^a (shifted to start at 0) on ``ax``."""
+    from .separation.metrics import power_spectrum
+
+    lp = np.log10(power_spectrum(image) + 1e-30)
+    lp -= lp.min()
+    ax.imshow(lp**exponent, cmap="inferno")
+    ax.set_title(title, fontsize=fontsize)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def power_spectrum_figure(images: Sequence[np.ndarray], titles: Sequence[str], exponent: float = 0.5,
                           path: Optional[str] = None):
     """Normalised power spectra shown as (log10 P)^a, as in the paper's Fig. 4 (right column)."""
-    from .separation.metrics import power_spectrum
-
     fig, axes = plt.subplots(1, len(images), figsize=(3 * len(images), 3), squeeze=False)
     for ax, im, t in zip(axes[0], images, titles):
-        p = power_spectrum(im)
-        lp = np.log10(p + 1e-30)
-        lp = lp - lp.min()
-        ax.imshow(lp**exponent, cmap="inferno")
-        ax.set_title(t, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        show_spectrum(ax, im, t, exponent)
     fig.tight_layout()
     if path:
         save_figure(fig, path)

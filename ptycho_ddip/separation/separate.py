@@ -462,6 +462,22 @@ def output_paths(out_path: str) -> dict:
     return {"h5": out_path, "tiff": stem + "_separated.tiff", "std_tiff": stem + "_std.tiff", "png": stem + ".png"}
 
 
+def read_inputs(sources: Sequence[str], part: Optional[str] = None,
+                truth_sources: Optional[Sequence[str]] = None) -> tuple:
+    """Read and validate the slices of ``sources`` and, when given, the true slices (same shape), for the engine;
+    errors name the files. Returns (images (N, H, W), truth or None)."""
+    from .. import io
+
+    images, _meta = io.read_images(sources, part=part, min_size=MIN_SIZE)
+    truth = None
+    if truth_sources:
+        truth, _ = io.read_images(truth_sources, part=part, min_size=MIN_SIZE)
+        if truth.shape != images.shape:
+            raise io.InputError(f"{', '.join(truth_sources)}: truth has shape {truth.shape} but the inputs "
+                                f"{', '.join(sources)} have {images.shape}; give one true slice per input slice")
+    return validate_images(images, name=", ".join(sources)), truth
+
+
 def separate_files(sources: Sequence[str], out_path: str, options: SeparationOptions | None = None, *,
                    part: str | None = None, truth_sources: Sequence[str] | None = None, overwrite: bool = False,
                    progress: bool = True, members: Sequence[int] | None = None,
@@ -481,16 +497,9 @@ def separate_files(sources: Sequence[str], out_path: str, options: SeparationOpt
     if writing:
         for key in ("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ()):
             io.check_output_path(paths[key], overwrite)
-    images, _meta = io.read_images(sources, part=part, min_size=MIN_SIZE)
-    truth = None
-    if truth_sources:
-        truth, _ = io.read_images(truth_sources, part=part, min_size=MIN_SIZE)
-        if truth.shape != images.shape:
-            raise io.InputError(f"{', '.join(truth_sources)}: truth has shape {truth.shape} but the inputs "
-                                f"{', '.join(sources)} have {images.shape}; give one true slice per input slice")
+    x, truth = read_inputs(sources, part, truth_sources)
     if (options.checkpoint_every or options.resume) and not options.checkpoint_path:
         options = dataclasses.replace(options, checkpoint_path=out_path + ".ckpt")
-    x = validate_images(images, name=", ".join(sources))
     outs = fit_members(x, options, members, truth=truth, progress=progress, rank=getattr(gather, "rank", 0))
     if gather is not None:
         outs = gather(outs)

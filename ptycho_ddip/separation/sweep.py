@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .options import SeparationOptions
-from .separate import SeparationResult, fit_members, assemble_result, validate_images
+from .separate import SeparationResult, assemble_result, fit_members, read_inputs, validate_images
 
 __all__ = ["Setting", "sweep_settings", "run_sweep", "sweep_rows", "choose_gamma", "sweep_figure",
            "uncertainty_figure", "AUTO_GAMMAS"]
@@ -124,8 +124,7 @@ def sweep_figure(inputs: np.ndarray, runs: Sequence, truth: Optional[np.ndarray]
                  path: Optional[str] = None):
     """The paper's Figs 3/4 layout: one row per slice with the input, every setting's output (final alphas in the
     title; display range mu +/- 4 sigma) and the truth; below, the normalised power spectra as (log10 P)^a."""
-    from ..plotting import _show, plt, save_figure
-    from .metrics import power_spectrum
+    from ..plotting import _show, plt, save_figure, show_spectrum
 
     n = inputs.shape[0]
     cols = [("input", inputs, None)] + [(s.label, r.separated, r.alpha) for s, r in runs]
@@ -140,13 +139,7 @@ def sweep_figure(inputs: np.ndarray, runs: Sequence, truth: Optional[np.ndarray]
                 al = al.mean(0) if al.ndim == 2 else al
                 title += "  a=" + "/".join(f"{a:.2f}" for a in al)
             _show(axes[i, c], ims[i], title)
-            lp = np.log10(power_spectrum(ims[i]) + 1e-30)
-            lp -= lp.min()
-            ax = axes[n + i, c]
-            ax.imshow(lp**exponent, cmap="inferno")
-            ax.set_title(f"spectrum, slice {i + 1}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            show_spectrum(axes[n + i, c], ims[i], f"spectrum, slice {i + 1}", exponent, fontsize=8)
     fig.tight_layout()
     if path:
         save_figure(fig, path)
@@ -220,20 +213,6 @@ def write_sweep(out_path: str, inputs: np.ndarray, runs: Sequence, config: dict,
     return rows
 
 
-def _read_inputs(sources, part, truth_sources):
-    from .. import io
-    from .separate import MIN_SIZE
-
-    images, _ = io.read_images(sources, part=part, min_size=MIN_SIZE)
-    truth = None
-    if truth_sources:
-        truth, _ = io.read_images(truth_sources, part=part, min_size=MIN_SIZE)
-        if truth.shape != images.shape:
-            raise io.InputError(f"{', '.join(truth_sources)}: truth has shape {truth.shape} but the inputs "
-                                f"{', '.join(sources)} have {images.shape}; give one true slice per input slice")
-    return validate_images(images, name=", ".join(sources)), truth
-
-
 def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, settings: Sequence[Setting], *,
                 part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None, overwrite: bool = False,
                 progress: bool = True, comm=None) -> Optional[list]:
@@ -251,7 +230,7 @@ def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, 
                 io.check_output_path(p[key], overwrite)
         for key in ("png", "json", "md"):
             io.check_output_path(paths[key], overwrite)
-    x, truth = _read_inputs(sources, part, truth_sources)
+    x, truth = read_inputs(sources, part, truth_sources)
     runs = run_sweep(x, base, settings, truth=truth, comm=comm, progress=progress)
     if runs is None:
         return None
@@ -274,7 +253,7 @@ def auto_gamma_files(sources: Sequence[str], out_path: str, options: SeparationO
     auto_json = stem + "_auto.json"
     if root:
         io.check_output_path(auto_json, overwrite)
-    x, truth = _read_inputs(sources, part, truth_sources)
+    x, truth = read_inputs(sources, part, truth_sources)
     short = dataclasses.replace(options, epochs=min(options.epochs, max(200, options.epochs // 4)), ensemble=1,
                                 checkpoint_every=0, resume=False, checkpoint_path=None)
     runs = run_sweep(x, short, sweep_settings(candidates, [options.filters]), truth=truth, comm=comm,
