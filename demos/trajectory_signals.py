@@ -1,0 +1,232 @@
+"""Look for a ground-truth-free signal of the ghost's comeback along DDIP fits (issue 5 study, session 3).
+
+    python demos/trajectory_signals.py --out out/signals                 # fit and analyse (2 workers, ~35 min)
+    python demos/trajectory_signals.py --out out/signals --analyze-only  # re-analyse saved trajectories
+
+Every (phantom, blend, filter type, variant) is fitted with the default options (96x96, seed 0, 2000 epochs, one
+thread per worker) through the same ``Fit`` object ``separate`` uses. Every ``--every`` epochs the network images y,
+the model's own ghost images f_ij(y_j) and the alphas are saved (``OUT/<run>.npz``). The analysis then scores, per
+snapshot, the true ghost-to-signal ratio (GSR) of each slice and these truth-free candidate signals:
+
+- ``model_ghost``: |corr(y_i, f_ij(y_j))|, the slice against the ghost image the model itself attributes to it;
+- ``band``: |corr(y_i, band(y_j))| with a fixed band (Gaussian low-pass sigma 2 px for slice 1, y - G(1.5 px)
+  high-pass for slice 2);
+- ``lsfilter``: the fraction of y_i's variance explained by the best 7x7 linear filter of y_j;
+- ``hf``: the high-frequency fraction var(y_2 - G(1 px) y_2) / var(y_2) of slice 2 (reported, not a selection rule).
+
+A selection rule takes, per slice, the snapshot (epoch >= 100) where its signal is smallest; it passes a run when the
+selected slices meet the issue's criterion (slice 2's GSR <= 0.2 x input and <= max(1.5 x best on the trajectory,
+0.05 x input); slice 1's GSR not above its input's). Also tabulated: slice 2 taken at a fixed early epoch with slice 1
+taken at the end.
+
+Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
+std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
+ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
+Writes ``OUT/trajectory_signals.md`` and ``OUT/trajectory_signals.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from validate_separation import BLENDS
+
+RULES = ("model_ghost", "band", "lsfilter")
+FIXED_EPOCHS = (100, 200, 400)
+
+
+def _lock_mixing(model, torch) -> None:
+    """Freeze the alphas and hold every ghost's gain relative to its source at its current value."""
+    for p in model.weights_net.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        y0 = model()["y"]
+        k, n = y0.shape[:2]
+        ratio = (model.ghosts(y0).reshape(k, -1, *y0.shape[-2:]).std(dim=(-2, -1), keepdim=True)
+                 / y0[:, model.source_index].std(dim=(-2, -1), keepdim=True))
+    plain = model.ghosts
+
+    def ghosts(y):
+        kk, nn = y.shape[:2]
+        g = plain(y).reshape(kk, -1, *y.shape[-2:])
+        src = y[:, model.source_index]
+        g = g * (ratio * src.std(dim=(-2, -1), keepdim=True) / (g.std(dim=(-2, -1), keepdim=True) + 1e-8))
+        return g.reshape(kk, nn, nn - 1, *y.shape[-2:])
+
+    model.ghosts = ghosts
+
+
+def fit_and_record(job: dict) -> tuple:
+    import torch
+
+    torch.set_num_threads(1)
+    from ptycho_ddip.phantoms import blend, make_phantom
+    from ptycho_ddip.separation.options import SeparationOptions
+    from ptycho_ddip.separation.separate import Fit, normalize_jointly
+
+    f1, f2, alpha, _ = BLENDS[job["blend"]]
+    ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
+    b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
+    opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1)
+    target, _ = normalize_jointly(b.inputs)
+    fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
+    ys, gs, als, eps = [], [], [], []
+    t0 = time.perf_counter()
+    for epoch in range(opts.epochs + 1):
+        if job["variant"] == "lock" and epoch == job["lock_epoch"]:
+            _lock_mixing(fit.model, torch)
+        if epoch < opts.epochs:
+            out, _ = fit.step(epoch)  # outputs of the state after `epoch` steps
+        else:
+            with torch.no_grad():
+                out = fit.model()
+        if epoch > 0 and epoch % job["every"] == 0:
+            ys.append(out["y"][0].detach().numpy().astype(np.float64))
+            gs.append(out["ghosts"][0, :, 0].detach().numpy().astype(np.float64))
+            als.append(out["alpha"][0].detach().numpy().astype(np.float64))
+            eps.append(epoch)
+    name = f"{job['phantom']}_{job['blend']}_{job['filters']}_{job['variant']}"
+    np.savez_compressed(os.path.join(job["out"], name + ".npz"), y=np.array(ys), g=np.array(gs),
+                        alpha=np.array(als), epoch=np.array(eps), truth=b.truth, ghosts=b.ghosts, inputs=b.inputs)
+    return name, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------------------- analysis
+
+def lsfilter_r2(a: np.ndarray, b: np.ndarray, k: int = 7) -> float:
+    """Fraction of the variance of ``a`` explained by the best k x k linear filter of ``b`` (plus a constant)."""
+    r = k // 2
+    h, w = a.shape
+    cols = [np.roll(b, (dy, dx), (0, 1))[r : h - r, r : w - r].ravel()
+            for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    x = np.column_stack(cols + [np.ones(len(cols[0]))])
+    t = a[r : h - r, r : w - r].ravel()
+    coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+    return float(1.0 - (t - x @ coef).var() / t.var())
+
+
+def analyze(path: str) -> dict:
+    """Truth and truth-free signals per snapshot of one saved trajectory (two slices)."""
+    from ptycho_ddip.separation.metrics import correlation, ghost_to_signal
+
+    d = np.load(path)
+    ys, gs, truth, gh, x = d["y"], d["g"], d["truth"], d["ghosts"], d["inputs"]
+    n = 2
+    rows = []
+    for y, g in zip(ys, gs):
+        c = np.array([[correlation(y[k], x[i]) for k in range(n)] for i in range(n)])
+        perm = max(itertools.permutations(range(n)), key=lambda p: sum(c[i, p[i]] for i in range(n)))
+        r = {}
+        for i in range(n):
+            p, q = perm[i], perm[1 - i]
+            yi = y[p]
+            band = gaussian_filter(y[q], 2.0) if i == 0 else y[q] - gaussian_filter(y[q], 1.5)
+            r[f"gsr{i + 1}"] = ghost_to_signal(yi, truth[i], gh[i])
+            r[f"corr{i + 1}"] = correlation(yi, truth[i])
+            r[f"model_ghost{i + 1}"] = abs(correlation(yi, g[p]))
+            r[f"band{i + 1}"] = abs(correlation(yi, band))
+            r[f"lsfilter{i + 1}"] = lsfilter_r2(yi, y[q])
+        y2 = y[perm[1]]
+        r["hf2"] = float((y2 - gaussian_filter(y2, 1.0)).var() / y2.var())
+        rows.append(r)
+    cols = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    return {"name": os.path.basename(path)[:-4], "epoch": d["epoch"], "alpha": d["alpha"], **cols,
+            "gsr_in": [ghost_to_signal(x[i], truth[i], gh[i]) for i in range(n)],
+            "corr_in": [correlation(x[i], truth[i]) for i in range(n)]}
+
+
+def passes(a: dict, t1: int, t2: int) -> bool:
+    """The issue's criterion for slice 1 taken at snapshot t1 and slice 2 at snapshot t2."""
+    g1, g2 = a["gsr1"][t1], a["gsr2"][t2]
+    gin1, gin2 = a["gsr_in"]
+    return bool(g2 <= 0.2 * gin2 and g2 <= max(1.5 * a["gsr2"].min(), 0.05 * gin2) and g1 <= gin1)
+
+
+def report(analyses: list, min_epoch: int = 100) -> tuple:
+    lines = ["| run | GSR2 in | GSR2 final | GSR2 best (epoch) | corr2 in/final | GSR1 in | GSR1 final | "
+             "corr1 in/final | alphas | passes |", "|" + "---|" * 10]
+    sel_lines = ["| run | final | " + " | ".join(f"min {r}" for r in RULES) + " | "
+                 + " | ".join(f"slice 2 at {e}" for e in FIXED_EPOCHS) + " |", "|" + "---|" * (2 + len(RULES)
+                                                                                                  + len(FIXED_EPOCHS))]
+    totals = {"final": 0, **{r: 0 for r in RULES}, **{f"at{e}": 0 for e in FIXED_EPOCHS}}
+    summary = []
+    for a in analyses:
+        ep, last = a["epoch"], len(a["epoch"]) - 1
+        b = int(a["gsr2"].argmin())
+        ok = passes(a, last, last)
+        totals["final"] += ok
+        lines.append(f"| {a['name']} | {a['gsr_in'][1]:.3f} | {a['gsr2'][last]:.4f} | {a['gsr2'][b]:.4f} ({ep[b]}) | "
+                     f"{a['corr_in'][1]:.3f}/{a['corr2'][last]:.3f} | {a['gsr_in'][0]:.3f} | {a['gsr1'][last]:.3f} | "
+                     f"{a['corr_in'][0]:.3f}/{a['corr1'][last]:.3f} | "
+                     f"{a['alpha'][last][0]:.2f}/{a['alpha'][last][1]:.2f} | {'yes' if ok else 'NO'} |")
+        cells = [f"{a['gsr1'][last]:.3f} / {a['gsr2'][last]:.4f} {'Y' if ok else 'n'}"]
+        row = {"name": a["name"], "final": ok}
+        for rule in RULES:
+            t = []
+            for i in (1, 2):
+                v = np.where(ep >= min_epoch, a[f"{rule}{i}"], np.inf)
+                t.append(int(v.argmin()))
+            ok_r = passes(a, *t)
+            totals[rule] += ok_r
+            row[rule] = ok_r
+            cells.append(f"{a['gsr1'][t[0]]:.3f}@{ep[t[0]]} / {a['gsr2'][t[1]]:.4f}@{ep[t[1]]} {'Y' if ok_r else 'n'}")
+        for e in FIXED_EPOCHS:
+            t2 = int(np.nonzero(ep == e)[0][0])
+            ok_e = passes(a, last, t2)
+            totals[f"at{e}"] += ok_e
+            row[f"at{e}"] = ok_e
+            cells.append(f"{a['gsr2'][t2]:.4f} (corr {a['corr2'][t2]:.3f}) {'Y' if ok_e else 'n'}")
+        sel_lines.append(f"| {a['name']} | " + " | ".join(cells) + " |")
+        summary.append(row)
+    sel_lines.append("| **passes** | " + " | ".join(str(totals[k]) for k in totals) + " |")
+    return "\n".join(lines), "\n".join(sel_lines), summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--phantoms", default="au-nio,zp-nio")
+    ap.add_argument("--blends", default=",".join(BLENDS))
+    ap.add_argument("--filters", default="kernel,dip")
+    ap.add_argument("--variants", default="default", help="default and/or lock")
+    ap.add_argument("--lock-epoch", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=2000)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default="signals_out")
+    ap.add_argument("--analyze-only", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if not args.analyze_only:
+        jobs = [dict(phantom=p, blend=bl, filters=f, variant=v, epochs=args.epochs, every=args.every,
+                     size=args.size, seed=args.seed, lock_epoch=args.lock_epoch, out=args.out)
+                for v in args.variants.split(",") for f in args.filters.split(",")
+                for p in args.phantoms.split(",") for bl in args.blends.split(",")]
+        with ProcessPoolExecutor(max_workers=args.workers) as ex:
+            for name, dt in ex.map(fit_and_record, jobs):
+                print(f"{name}: {dt:.0f} s", flush=True)
+    for variant in args.variants.split(","):
+        paths = sorted(glob.glob(os.path.join(args.out, f"*_{variant}.npz")))
+        if not paths:
+            continue
+        outcome, selection, summary = report([analyze(p) for p in paths])
+        md = (f"## variant {variant}\n\nFinal iterate (issue criterion):\n\n{outcome}\n\n"
+              f"Selection rules (slice 1 / slice 2 GSR at the selected epochs):\n\n{selection}\n")
+        print(md)
+        with open(os.path.join(args.out, f"trajectory_signals_{variant}.md"), "w") as fh:
+            fh.write(md)
+        with open(os.path.join(args.out, f"trajectory_signals_{variant}.json"), "w") as fh:
+            json.dump(summary, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
