@@ -22,7 +22,8 @@ taken at the end.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
-Writes ``OUT/trajectory_signals.md`` and ``OUT/trajectory_signals.json``.
+Writes ``OUT/trajectory_signals_<variant>.md`` and ``.json`` (and with ``--filmstrips`` one filmstrip per run, as
+``ptycho-ddip separate --snapshot-every`` draws it; the slices there are not matched to the inputs).
 """
 from __future__ import annotations
 
@@ -204,6 +205,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="signals_out")
     ap.add_argument("--analyze-only", action="store_true")
+    ap.add_argument("--filmstrips", action="store_true", help="also draw OUT/<run>_snapshots.png for every run")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if not args.analyze_only:
@@ -219,6 +221,12 @@ def main() -> None:
         if not paths:
             continue
         outcome, selection, summary = report([analyze(p) for p in paths])
+        if args.filmstrips:
+            from ptycho_ddip.plotting import snapshot_figure
+
+            for p in paths:
+                d = np.load(p)
+                snapshot_figure(d["y"], d["epoch"], path=p[:-4] + "_snapshots.png")
         md = (f"## variant {variant}\n\nFinal iterate (issue criterion):\n\n{outcome}\n\n"
               f"Selection rules (slice 1 / slice 2 GSR at the selected epochs):\n\n{selection}\n")
         print(md)

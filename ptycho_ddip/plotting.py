@@ -91,6 +91,39 @@ def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarra
     return fig
 
 
+def snapshot_columns(n_snapshots: int, max_columns: int = 8) -> list:
+    """Indices of at most ``max_columns`` snapshots, evenly spread, always with the first and the last."""
+    if n_snapshots <= max_columns:
+        return list(range(n_snapshots))
+    return sorted({int(round(v)) for v in np.linspace(0, n_snapshots - 1, max_columns)})
+
+
+def snapshot_figure(snapshots: np.ndarray, epochs: Sequence[int], max_columns: int = 8,
+                    path: Optional[str] = None):
+    """Filmstrip of the clean slices along the fit: one row per slice, one column per chosen epoch.
+
+    Every panel of a row shares the display range of the row's last snapshot (mu +/- 4 sigma), so a ghost that
+    grows or fades along the fit is seen as a change of contrast, not hidden by per-panel scaling.
+    """
+    snaps = np.asarray(snapshots)
+    cols = snapshot_columns(snaps.shape[0], max_columns)
+    n = snaps.shape[1]
+    fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.3 * n), squeeze=False)
+    for i in range(n):
+        lo, hi = _range(snaps[-1, i])
+        for c, t in enumerate(cols):
+            ax = axes[i, c]
+            ax.imshow(snaps[t, i], cmap="gray", vmin=lo, vmax=hi)
+            ax.set_title(f"slice {i + 1}, epoch {int(epochs[t])}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("separated slices along the fit (display range of the last epoch per row)", fontsize=9)
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
 def show_spectrum(ax, image: np.ndarray, title: str, exponent: float = 0.5, fontsize: int = 9) -> None:
     """Draw the normalised power spectrum of ``image`` as (log10 P)^a (shifted to start at 0) on ``ax``."""
     from .separation.metrics import power_spectrum

@@ -41,6 +41,21 @@ def test_separate_writes_h5_tiff_png_and_refuses_overwrite(tmp_path, pair, capsy
     assert read_separation_result(out)["loss"].shape == (2, 5)
 
 
+def test_snapshot_every_saves_the_slices_along_the_fit_and_a_filmstrip(tmp_path, pair):
+    b, inp, _ = pair
+    out = str(tmp_path / "sep.h5")
+    assert main(["separate", inp, "-o", out, "--epochs", "6", "--snapshot-every", "2", "--no-progress"]) == 0
+    res = read_separation_result(out)
+    assert list(res["extra"]["snapshot_epochs"]) == [2, 4, 6]
+    np.testing.assert_allclose(res["extra"]["snapshots"][-1], res["separated"], atol=1e-9)
+    assert res["config"]["snapshot_every"] == 2
+    assert os.path.getsize(tmp_path / "sep_snapshots.png") > 1000
+    # an existing filmstrip is a result too: refused without --overwrite, and nothing is fitted
+    os.remove(out)
+    assert main(["separate", inp, "-o", out, "--epochs", "2", "--snapshot-every", "1", "--no-progress"]) == 2
+    assert not os.path.exists(out)
+
+
 def test_two_files_and_hdf5_complex_with_part(tmp_path):
     rng = np.random.default_rng(0)
     obj = np.exp(1j * rng.random((2, 40, 40)))

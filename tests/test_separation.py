@@ -128,6 +128,28 @@ def test_interrupted_run_resumed_ends_where_uninterrupted_run_ends(tmp_path):
     np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
 
 
+def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
+    b = _small_blend()
+    kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4)
+    full = separate(b.inputs, epochs=10, **kw)
+    # every 4 epochs and at the end; the last one is the returned result, in input units
+    assert list(full.snapshot_epochs) == [4, 8, 10] and full.snapshots.shape == (3, 2, 48, 48)
+    np.testing.assert_allclose(full.snapshots[-1], full.separated, atol=1e-9)
+    # the snapshot at epoch 4 is a different image (the fit moved), not a copy of the final one
+    assert np.abs(full.snapshots[0] - full.separated).max() > 1e-3 * np.ptp(full.separated)
+    # in input units like `separated`: each is the least-squares affine map of y onto its input
+    for i in range(2):
+        assert abs(np.mean(full.snapshots[0, i]) - np.mean(b.inputs[i])) < 1e-9
+    # the snapshot at epoch 4 is what a 4-epoch run returns
+    short = separate(b.inputs, epochs=4, **{**kw, "snapshot_every": 0})
+    np.testing.assert_allclose(full.snapshots[0], short.separated, rtol=1e-6, atol=1e-9)
+    ck = str(tmp_path / "run.ckpt")
+    separate(b.inputs, epochs=6, checkpoint_every=3, checkpoint_path=ck, **kw)
+    resumed = separate(b.inputs, epochs=10, checkpoint_path=ck, resume=True, **kw)
+    assert list(resumed.snapshot_epochs) == [4, 8, 10]
+    np.testing.assert_allclose(resumed.snapshots, full.snapshots, rtol=1e-6, atol=1e-9)
+
+
 def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
     b = _small_blend()
     ck = str(tmp_path / "run.ckpt")

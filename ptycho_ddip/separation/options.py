@@ -70,6 +70,10 @@ class SeparationOptions:
         always refers to the fitted model's slots.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
+    snapshot_every : keep the clean slices every this many epochs (0 = none), for the first member, matched to the
+        inputs and in input units (``SeparationResult.snapshots``, written to the result file and drawn as a
+        filmstrip). Needs no ground truth: it lets a user see a ghost come back on real data, where the fit can be
+        cleaner at an intermediate epoch than at the end (docs/separation_stability.md).
     checkpoint_every : epochs between checkpoints (0 = none); ``checkpoint_path`` where to write them.
     resume : continue from ``checkpoint_path`` if it exists.
     """
@@ -100,6 +104,7 @@ class SeparationOptions:
     exclusion_ghost: float = 0.0
     log_every: int = 10
     monitor_every: int = 50
+    snapshot_every: int = 0
     checkpoint_every: int = 0
     checkpoint_path: Optional[str] = None
     resume: bool = False
@@ -135,7 +140,7 @@ class SeparationOptions:
         for name, value in SCHEDULE_PRESETS[self.schedule].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        for name in ("checkpoint_every", "weight_reg_epochs", "member_batch"):
+        for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

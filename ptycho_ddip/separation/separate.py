@@ -45,6 +45,8 @@ class SeparationResult:
     std : (N, H, W) per-pixel standard deviation over ensemble members (input units), None for one member.
     members : (K, N, H, W) each member's separated slices, None for one member.
     monitor : (n_rows, columns) ground-truth trajectory (when truth was given), ``monitor_columns`` names them.
+    snapshots : (n_snapshots, N, H, W) the clean slices of the first member every ``snapshot_every`` epochs and at
+        the end, matched to the inputs and mapped to input units like ``separated``; ``snapshot_epochs`` their epochs.
     ghost_estimate : (N, H, W) the fitted model's ghost part of each input, input units (ensemble: mean): the
         terms of the synthesis made from the other slices' networks, (1 - w_i)/(N - 1) sum_j f_ij(y_j).
         ``ghost_removed = inputs - ghost_estimate`` keeps every detail of the input that the model does not
@@ -63,6 +65,8 @@ class SeparationResult:
     monitor: Optional[np.ndarray] = None
     monitor_columns: tuple = ()
     ghost_estimate: Optional[np.ndarray] = None
+    snapshots: Optional[np.ndarray] = None
+    snapshot_epochs: Optional[np.ndarray] = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -81,6 +85,8 @@ class SeparationResult:
             extra["ghost_removed"] = self.ghost_removed
         if self.members is not None:
             extra["members"] = self.members
+        if self.snapshots is not None:
+            extra["snapshots"], extra["snapshot_epochs"] = self.snapshots, self.snapshot_epochs
         d = {"inputs": self.inputs, "separated": self.separated, "alpha": self.alpha, "filters": self.filters,
              "loss": self.loss, "config": self.config, "version": __version__, "seed": self.config["seed"],
              "extra": extra}
@@ -170,6 +176,7 @@ class _MemberOutput:
     monitor: list = field(default_factory=list)
     permutation: tuple = ()
     foreign: Optional[np.ndarray] = None  # (N, H, W) the model's ghost part of each input, normalised units
+    snapshots: list = field(default_factory=list)  # [(epoch, (N, H, W) y matched to the inputs)], first member
 
 
 def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
@@ -262,6 +269,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
     model, optim, sched = fit.model, fit.optim, fit.sched
     history = torch.zeros(opts.epochs, k, 4, device=device, dtype=fit.dtype)
     monitor: list = [[] for _ in range(k)]
+    snapshots: list = []  # of the batch's first member
     start = 0
     cfg = {**opts.to_dict(), "seeds": seeds}
     if checkpoint_path and opts.resume and os.path.exists(checkpoint_path):
@@ -276,6 +284,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         done_k = min(start, opts.epochs)
         history[:done_k] = ck["history"][:done_k].to(device)
         monitor = [list(m) for m in ck["monitor"]]
+        snapshots = list(ck.get("snapshots", []))
     bar = tqdm(total=opts.epochs, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     inputs = target_np if opts.match_inputs else None
     for epoch in range(start, opts.epochs):
@@ -286,6 +295,8 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
             y_np, al_np = out["y"].detach().cpu().numpy(), out["alpha"].detach().cpu().numpy()
             for m in range(k):
                 monitor[m].append(_monitor_row(epoch, y_np[m], al_np[m], truth, ghosts, inputs))
+        if opts.snapshot_every and epoch > 0 and epoch % opts.snapshot_every == 0:
+            snapshots.append(_snapshot(epoch, out["y"][0], target_np))
         if done % opts.log_every == 0 or done == opts.epochs:
             vals = history[epoch, 0].tolist()
             al = out["alpha"][0].detach().cpu().numpy()
@@ -297,7 +308,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         if checkpoint_path and opts.checkpoint_every and done % opts.checkpoint_every == 0:
             _atomic_torch_save({"model": model.state_dict(), "optim": optim.state_dict(),
                                 "sched": sched.state_dict(), "epoch": done, "history": history[:done].cpu(),
-                                "monitor": monitor, "config": cfg}, checkpoint_path)
+                                "monitor": monitor, "snapshots": snapshots, "config": cfg}, checkpoint_path)
     bar.close()
     with torch.no_grad():
         final = model()
@@ -307,6 +318,8 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         comps = synthesis_components(final, final["ghosts"] if "ghosts" in final else model.ghosts(final["y"]))
     comps = comps.cpu().numpy().astype(np.float64)
     hist = history.cpu().numpy().astype(np.float64)
+    if opts.snapshot_every and (not snapshots or snapshots[-1][0] < opts.epochs):
+        snapshots.append(_snapshot(opts.epochs, final["y"][0], target_np))
     outs = []
     for m in range(k):
         if truth is not None and (not monitor[m] or monitor[m][-1][0] < opts.epochs):
@@ -315,8 +328,15 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         perm = match_to_inputs(y_all[m], target_np) if opts.match_inputs else tuple(range(n))
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
         outs.append(_MemberOutput(y=y_all[m][list(perm)], alpha=al_all[m], filters=model.filter_arrays(m),
-                                  loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign))
+                                  loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign,
+                                  snapshots=snapshots if m == 0 else []))
     return outs
+
+
+def _snapshot(epoch: int, y: torch.Tensor, inputs: np.ndarray) -> tuple:
+    """(epoch, y (N, H, W) float32 matched to the inputs) of one member's clean images y."""
+    y_np = y.detach().cpu().numpy().astype(np.float32)
+    return int(epoch), y_np[list(match_to_inputs(y_np, inputs))]
 
 
 def match_to_inputs(y: np.ndarray, inputs: np.ndarray) -> tuple:
@@ -443,14 +463,20 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
     first = outs[0]
     n = x.shape[0]
     mon = np.asarray(first.monitor, dtype=np.float64) if first.monitor else None
+    snaps = snap_epochs = None
+    if first.snapshots:
+        snap_epochs = np.array([e for e, _ in first.snapshots], dtype=np.int64)
+        snaps = np.stack([to_input_units(y.astype(np.float64), x) for _, y in first.snapshots])
     if len(outs) == 1:
         return SeparationResult(inputs=x, separated=seps[0], normalized=ys[0], alpha=first.alpha,
                                 ghost_estimate=ghost, filters=first.filters, loss=first.loss, config=config, monitor=mon,
-                                monitor_columns=monitor_columns(n) if mon is not None else ())
+                                monitor_columns=monitor_columns(n) if mon is not None else (), snapshots=snaps,
+                                snapshot_epochs=snap_epochs)
     return SeparationResult(inputs=x, separated=seps.mean(0), normalized=ys.mean(0), ghost_estimate=ghost,
                             alpha=np.stack([o.alpha for o in outs]), filters=first.filters, loss=first.loss,
                             config=config, std=seps.std(0, ddof=1), members=seps, monitor=mon,
-                            monitor_columns=monitor_columns(n) if mon is not None else ())
+                            monitor_columns=monitor_columns(n) if mon is not None else (), snapshots=snaps,
+                            snapshot_epochs=snap_epochs)
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -459,7 +485,8 @@ def output_paths(out_path: str) -> dict:
     """Every file a separation writes for ``OUT.h5``: the HDF5, a multi-page TIFF of the separated slices (and of
     the std for ensembles) and a PNG figure beside it."""
     stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
-    return {"h5": out_path, "tiff": stem + "_separated.tiff", "std_tiff": stem + "_std.tiff", "png": stem + ".png"}
+    return {"h5": out_path, "tiff": stem + "_separated.tiff", "std_tiff": stem + "_std.tiff", "png": stem + ".png",
+            "snapshots_png": stem + "_snapshots.png"}
 
 
 def read_inputs(sources: Sequence[str], part: Optional[str] = None,
@@ -489,13 +516,14 @@ def separate_files(sources: Sequence[str], out_path: str, options: SeparationOpt
     writing rank, None elsewhere; such ranks return None.
     """
     from .. import io
-    from ..plotting import separation_figure
+    from ..plotting import separation_figure, snapshot_figure
 
     options = options or SeparationOptions()
     paths = output_paths(out_path)
     writing = gather is None or gather.is_root  # type: ignore[attr-defined]
     if writing:
-        for key in ("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ()):
+        for key in (("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ())
+                    + (("snapshots_png",) if options.snapshot_every else ())):
             io.check_output_path(paths[key], overwrite)
     x, truth = read_inputs(sources, part, truth_sources)
     if (options.checkpoint_every or options.resume) and not options.checkpoint_path:
@@ -514,6 +542,8 @@ def separate_files(sources: Sequence[str], out_path: str, options: SeparationOpt
         io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
     separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
                       monitor=result.monitor, monitor_columns=result.monitor_columns, path=paths["png"])
+    if result.snapshots is not None:
+        snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"])
     if options.checkpoint_path:  # the result is safely written: the checkpoints are no longer needed
         for k in range(options.ensemble):
             ck = member_checkpoint(options, k)
