@@ -19,6 +19,7 @@ selected slices meet the issue's criterion (slice 2's GSR <= 0.2 x input and <= 
 0.05 x input); slice 1's GSR not above its input's). Also tabulated: slice 2 taken at a fixed early epoch with slice 1
 taken at the end.
 
+Variant ``band``: the defaults with ``band_constraint=True`` (kernel filters kept in their band).
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
@@ -65,6 +66,10 @@ def _lock_mixing(model, torch) -> None:
     model.ghosts = ghosts
 
 
+def _seed_suffix(seed: int) -> str:
+    return f"_s{seed}" if seed else ""
+
+
 def fit_and_record(job: dict) -> tuple:
     import torch
 
@@ -76,7 +81,8 @@ def fit_and_record(job: dict) -> tuple:
     f1, f2, alpha, _ = BLENDS[job["blend"]]
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
-    opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1)
+    opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
+                             band_constraint=job["variant"] == "band")
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
     ys, gs, als, eps = [], [], [], []
@@ -94,7 +100,7 @@ def fit_and_record(job: dict) -> tuple:
             gs.append(out["ghosts"][0, :, 0].detach().numpy().astype(np.float64))
             als.append(out["alpha"][0].detach().numpy().astype(np.float64))
             eps.append(epoch)
-    name = f"{job['phantom']}_{job['blend']}_{job['filters']}_{job['variant']}"
+    name = f"{job['phantom']}_{job['blend']}_{job['filters']}_{job['variant']}{_seed_suffix(job['seed'])}"
     np.savez_compressed(os.path.join(job["out"], name + ".npz"), y=np.array(ys), g=np.array(gs),
                         alpha=np.array(als), epoch=np.array(eps), truth=b.truth, ghosts=b.ghosts, inputs=b.inputs)
     return name, time.perf_counter() - t0
@@ -188,6 +194,10 @@ def report(analyses: list, min_epoch: int = 100) -> tuple:
         sel_lines.append(f"| {a['name']} | " + " | ".join(cells) + " |")
         summary.append(row)
     sel_lines.append("| **passes** | " + " | ".join(str(totals[k]) for k in totals) + " |")
+    final = {k: np.array([a[k][-1] for a in analyses]) for k in ("corr1", "corr2", "gsr1", "gsr2")}
+    lines.append(f"| **mean corr / geometric-mean GSR over {len(analyses)} runs** | | "
+                 f"{np.exp(np.log(final['gsr2']).mean()):.4f} | | {final['corr2'].mean():.3f} | | "
+                 f"{np.exp(np.log(final['gsr1']).mean()):.3f} | {final['corr1'].mean():.3f} | | {totals['final']} |")
     return "\n".join(lines), "\n".join(sel_lines), summary
 
 
@@ -196,7 +206,7 @@ def main() -> None:
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
-    ap.add_argument("--variants", default="default", help="default and/or lock")
+    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True) and/or lock")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--every", type=int, default=50)
@@ -217,7 +227,8 @@ def main() -> None:
             for name, dt in ex.map(fit_and_record, jobs):
                 print(f"{name}: {dt:.0f} s", flush=True)
     for variant in args.variants.split(","):
-        paths = sorted(glob.glob(os.path.join(args.out, f"*_{variant}.npz")))
+        tag = f"{variant}{_seed_suffix(args.seed)}"
+        paths = sorted(glob.glob(os.path.join(args.out, f"*_{tag}.npz")))
         if not paths:
             continue
         outcome, selection, summary = report([analyze(p) for p in paths])
@@ -227,12 +238,12 @@ def main() -> None:
             for p in paths:
                 d = np.load(p)
                 snapshot_figure(d["y"], d["epoch"], path=p[:-4] + "_snapshots.png")
-        md = (f"## variant {variant}\n\nFinal iterate (issue criterion):\n\n{outcome}\n\n"
+        md = (f"## variant {variant}, seed {args.seed}\n\nFinal iterate (issue criterion):\n\n{outcome}\n\n"
               f"Selection rules (slice 1 / slice 2 GSR at the selected epochs):\n\n{selection}\n")
         print(md)
-        with open(os.path.join(args.out, f"trajectory_signals_{variant}.md"), "w") as fh:
+        with open(os.path.join(args.out, f"trajectory_signals_{tag}.md"), "w") as fh:
             fh.write(md)
-        with open(os.path.join(args.out, f"trajectory_signals_{variant}.json"), "w") as fh:
+        with open(os.path.join(args.out, f"trajectory_signals_{tag}.json"), "w") as fh:
             json.dump(summary, fh, indent=1)
 
 

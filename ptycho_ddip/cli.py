@@ -81,6 +81,9 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
     p.add_argument("--member-batch", type=int, metavar="B",
                    help="ensemble members fitted together in one batched network (default: all on CUDA, 1 on CPU)")
+    p.add_argument("--band-constraint", action="store_true", default=None,
+                   help="keep 7x7 kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
+                        "in docs/separation_stability.md section 6")
     p.add_argument("--snapshot-every", type=int, metavar="K",
                    help="keep the separated slices every K epochs: saved in OUT.h5 (snapshots, snapshot_epochs) "
                         "and drawn in OUT_snapshots.png, to see whether a ghost comes back along the fit")
@@ -109,7 +112,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
              "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None),
-             "snapshot_every": getattr(args, "snapshot_every", None)}
+             "snapshot_every": getattr(args, "snapshot_every", None),
+             "band_constraint": getattr(args, "band_constraint", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True

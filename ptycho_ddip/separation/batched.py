@@ -25,7 +25,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from .model import DDIPModel
-from .networks import SkipDIP, group_parameters, pad_to_multiple, stack_into
+from .networks import KernelFilter, SkipDIP, group_parameters, pad_to_multiple, project_kernels_to_band, stack_into
 
 __all__ = ["BatchedDDIP", "LoopedDDIP", "build_model"]
 
@@ -100,6 +100,11 @@ class BatchedDDIP(nn.Module):
             g = g * (s.std(dim=(-2, -1), keepdim=True) / (g.std(dim=(-2, -1), keepdim=True) + 1e-8))
         return g.reshape(k, n, n - 1, h, w)
 
+    def project_filters(self) -> None:
+        """Project kernel filters onto their band (networks.project_kernels_to_band); DIP filters are left alone."""
+        if self.kernels is not None:
+            project_kernels_to_band(self.kernels, self.highpass.reshape(-1))
+
     def forward(self) -> dict:
         h, w = self.shape
         k, n = self.members, self.n_slices
@@ -151,6 +156,14 @@ class LoopedDDIP(nn.Module):
 
     def filter_arrays(self, member: int) -> dict:
         return self.models[member].filter_arrays()
+
+    def project_filters(self) -> None:
+        for m in self.models:
+            for name, f in m.filters.items():
+                if isinstance(f, KernelFilter):
+                    i = int(name.split("_")[1]) - 1  # f_i_j: the ghost received by slice i
+                    hp = torch.tensor([m.ghost_kinds[i] == "highpass"])
+                    project_kernels_to_band(f.weight.data, hp)
 
 
 def build_model(n_slices: int, shape: Sequence[int], seeds: Sequence[int], fast: bool = True,

@@ -217,6 +217,20 @@ def highpass_kernel(size: int = 7) -> torch.Tensor:
     return k
 
 
+def project_kernels_to_band(kernels: torch.Tensor, highpass: torch.Tensor) -> None:
+    """Keep kernel filters in their band, in place: low-pass kernels non-negative, high-pass kernels zero-sum.
+
+    A non-negative kernel K has |K^(f)| <= K^(0): it cannot pass high frequencies with more gain than the mean, so a
+    "low-pass" ghost filter cannot turn into a high-frequency amplifier. A zero-sum kernel passes no mean (DC), as a
+    high-pass ghost has none. ``kernels`` (M, 1, s, s); ``highpass`` M booleans, True where the kernel is high-pass.
+    """
+    with torch.no_grad():
+        hp = highpass.to(torch.bool).reshape(-1)
+        low, high = kernels[~hp], kernels[hp]
+        kernels[~hp] = low.clamp(min=0)
+        kernels[hp] = high - high.mean(dim=(-2, -1), keepdim=True)
+
+
 class KernelFilter(nn.Module):
     """A single learnable ``size x size`` convolution kernel (reflection padded), initialised low- or high-pass."""
 

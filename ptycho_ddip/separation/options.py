@@ -13,9 +13,9 @@ SCHEDULES = ("balanced", "paper")
 #: what each schedule sets when the option itself is left at None
 SCHEDULE_PRESETS = {
     # the published recipe: exclusion as in the DDIP code (no gradient balancing), weight regulariser for 100 epochs
-    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100},
+    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False},
     # default: Gandelsman et al.'s gradient-balanced exclusion; see docs/separation_stability.md for the measurements
-    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100},
+    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False},
 }
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -63,6 +63,11 @@ class SeparationOptions:
     ghost_norm : rescale each filtered ghost to its source's standard deviation (see DDIPModel).
     exclusion_balance : balance gradient magnitudes in the exclusion loss (Gandelsman et al.'s original form);
         None = from the schedule.
+    band_constraint : keep kernel filters in the band of their ghost after every Adam step: low-pass kernels
+        non-negative (they cannot amplify high frequencies above their mean gain), high-pass kernels zero-sum (no
+        DC). Without it the free 7x7 "low-pass" kernel can become a high-frequency amplifier, and a zone plate's
+        stripes then move from slice 1 into slice 2 (docs/separation_stability.md section 6). No effect on
+        shallow-DIP filters. None = from the schedule.
     exclusion_ghost : extra exclusion, with this weight relative to gamma_excl, between each y_i and the ghosts
         f_ij(y_j) it receives.
     match_inputs : assign the fitted outputs to the input slices by maximal correlation (undoes a swapped fit,
@@ -102,6 +107,7 @@ class SeparationOptions:
     match_inputs: bool = True
     exclusion_balance: Optional[bool] = None
     exclusion_ghost: float = 0.0
+    band_constraint: Optional[bool] = None
     log_every: int = 10
     monitor_every: int = 50
     snapshot_every: int = 0

@@ -255,6 +255,8 @@ class Fit:
         with record_function("ddip.adam"):
             self.optim.step()
             self.sched.step()
+            if self.opts.band_constraint:
+                self.model.project_filters()
         return out, torch.stack([per_member, mis, exc, reg], dim=1).detach()
 
 
