@@ -108,7 +108,7 @@ def snapshot_figure(snapshots: np.ndarray, epochs: Sequence[int], max_columns: i
     snaps = np.asarray(snapshots)
     cols = snapshot_columns(snaps.shape[0], max_columns)
     n = snaps.shape[1]
-    fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.3 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.6 * n), squeeze=False)
     for i in range(n):
         lo, hi = _range(snaps[-1, i])
         for c, t in enumerate(cols):

@@ -225,7 +225,7 @@ def project_kernels_to_band(kernels: torch.Tensor, highpass: torch.Tensor) -> No
     high-pass ghost has none. ``kernels`` (M, 1, s, s); ``highpass`` M booleans, True where the kernel is high-pass.
     """
     with torch.no_grad():
-        hp = highpass.to(torch.bool).reshape(-1)
+        hp = highpass.to(device=kernels.device, dtype=torch.bool).reshape(-1)
         low, high = kernels[~hp], kernels[hp]
         kernels[~hp] = low.clamp(min=0)
         kernels[hp] = high - high.mean(dim=(-2, -1), keepdim=True)
