@@ -20,6 +20,10 @@ selected slices meet the issue's criterion (slice 2's GSR <= 0.2 x input and <= 
 taken at the end.
 
 Variant ``band``: the defaults with ``band_constraint=True`` (kernel filters kept in their band).
+Variant ``bandpen`` (an experiment for shallow-DIP filters, which cannot be clipped like a kernel): the defaults
+plus ``--band-penalty`` x relu(r - 1)^2 for every low-pass ghost, r = high-frequency amplitude of f_ij(y_j) over
+that of y_j. Measured: it fails, because the fit raises y_j's high frequencies instead of taming the filter
+(docs/separation_stability.md section 6).
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
@@ -70,6 +74,42 @@ def _seed_suffix(seed: int) -> str:
     return f"_s{seed}" if seed else ""
 
 
+def _band_penalty_step(fit, epoch: int, weight: float, torch):
+    """One step of ``fit`` with a band penalty on low-pass ghost filters: weight * relu(r - 1)^2 summed over the
+    low-pass pairs, r = HF amplitude of f_ij(y_j) / HF amplitude of y_j (HF = x - G(1 px) x). A low-pass ghost
+    cannot carry more high frequency than its source; the shallow-DIP filters were measured at r = 29-48."""
+    import torch.nn.functional as F
+
+    from ptycho_ddip.separation.separate import _member_losses
+
+    x = torch.arange(-3.0, 4.0, dtype=fit.target.dtype)
+    g1 = torch.exp(-x**2 / 2.0)
+    g2 = (g1[:, None] * g1[None, :]) / (g1.sum() ** 2)
+    kern = g2[None, None]
+
+    def hf(a):  # (M, H, W) -> (M,)
+        b = F.conv2d(F.pad(a[:, None], (3, 3, 3, 3), mode="reflect"), kern)[:, 0]
+        return (a - b).std(dim=(-2, -1))
+
+    model, opts = fit.model, fit.opts
+    out = model()
+    mis, exc, reg = _member_losses(model, out, fit.target, opts, epoch, fit.pairs)
+    y, g = out["y"], out["ghosts"]
+    k, n = y.shape[:2]
+    low = [i for i in range(n) if model.ghost_kinds[i] == "lowpass"]
+    pen = y.new_zeros(k)
+    for i in low:
+        for q, j in enumerate([j for j in range(n) if j != i]):
+            r = hf(g[:, i, q]) / (hf(y[:, j]) + 1e-8)
+            pen = pen + torch.relu(r - 1.0) ** 2
+    total = mis + float(opts.gamma_excl) * exc + reg + weight * pen
+    fit.optim.zero_grad(set_to_none=True)
+    total.sum().backward()
+    fit.optim.step()
+    fit.sched.step()
+    return out, torch.stack([total, mis, exc, reg], dim=1).detach()
+
+
 def fit_and_record(job: dict) -> tuple:
     import torch
 
@@ -90,7 +130,9 @@ def fit_and_record(job: dict) -> tuple:
     for epoch in range(opts.epochs + 1):
         if job["variant"] == "lock" and epoch == job["lock_epoch"]:
             _lock_mixing(fit.model, torch)
-        if epoch < opts.epochs:
+        if epoch < opts.epochs and job["variant"] == "bandpen":
+            out, _ = _band_penalty_step(fit, epoch, job["band_penalty"], torch)
+        elif epoch < opts.epochs:
             out, _ = fit.step(epoch)  # outputs of the state after `epoch` steps
         else:
             with torch.no_grad():
@@ -206,8 +248,9 @@ def main() -> None:
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
-    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True) and/or lock")
+    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True), bandpen and/or lock")
     ap.add_argument("--lock-epoch", type=int, default=200)
+    ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--size", type=int, default=96)
@@ -220,7 +263,8 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     if not args.analyze_only:
         jobs = [dict(phantom=p, blend=bl, filters=f, variant=v, epochs=args.epochs, every=args.every,
-                     size=args.size, seed=args.seed, lock_epoch=args.lock_epoch, out=args.out)
+                     size=args.size, seed=args.seed, lock_epoch=args.lock_epoch, out=args.out,
+                     band_penalty=args.band_penalty)
                 for v in args.variants.split(",") for f in args.filters.split(",")
                 for p in args.phantoms.split(",") for bl in args.blends.split(",")]
         with ProcessPoolExecutor(max_workers=args.workers) as ex:
