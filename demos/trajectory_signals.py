@@ -24,6 +24,9 @@ Variant ``bandpen`` (an experiment for shallow-DIP filters, which cannot be clip
 plus ``--band-penalty`` x relu(r - 1)^2 for every low-pass ghost, r = high-frequency amplitude of f_ij(y_j) over
 that of y_j. Measured: it fails, because the fit raises y_j's high frequencies instead of taming the filter
 (docs/separation_stability.md section 6).
+Variant ``wide`` (kernels only): the kernel filters get a ``--wide-size`` support (default 25x25), initialised with
+the 7x7 kernels in the centre, so the initial filters are the paper's but a wide ghost such as the DoG 1.5-6 px of
+blend G3 can be represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
@@ -74,6 +77,18 @@ def _seed_suffix(seed: int) -> str:
     return f"_s{seed}" if seed else ""
 
 
+def _widen_kernels(fit, size: int, torch) -> None:
+    """Give the kernel filters a ``size x size`` support, initialised with the 7x7 kernels in the centre (the same
+    initial filter function), and rebuild the optimiser over the new parameter."""
+    m = fit.model
+    old = m.kernels.detach()
+    pad = (size - old.shape[-1]) // 2
+    m.kernels = torch.nn.Parameter(torch.nn.functional.pad(old, (pad, pad, pad, pad)))
+    m.kernel_pad = size // 2
+    fit.optim = torch.optim.Adam(m.parameters(), lr=fit.opts.lr, fused=True)
+    fit.sched = torch.optim.lr_scheduler.StepLR(fit.optim, step_size=fit.opts.lr_step, gamma=fit.opts.lr_decay)
+
+
 def _band_penalty_step(fit, epoch: int, weight: float, torch):
     """One step of ``fit`` with a band penalty on low-pass ghost filters: weight * relu(r - 1)^2 summed over the
     low-pass pairs, r = HF amplitude of f_ij(y_j) / HF amplitude of y_j (HF = x - G(1 px) x). A low-pass ghost
@@ -122,9 +137,11 @@ def fit_and_record(job: dict) -> tuple:
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
     opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
-                             band_constraint=job["variant"] == "band")
+                             band_constraint=job["variant"] in ("band", "wideband"))
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
+    if job["variant"] in ("wide", "wideband"):
+        _widen_kernels(fit, job["wide_size"], torch)
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
@@ -248,9 +265,10 @@ def main() -> None:
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
-    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True), bandpen and/or lock")
+    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True), bandpen, wide, wideband and/or lock")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")
+    ap.add_argument("--wide-size", type=int, default=25, help="kernel support of the wide variant (px)")
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--size", type=int, default=96)
@@ -264,7 +282,7 @@ def main() -> None:
     if not args.analyze_only:
         jobs = [dict(phantom=p, blend=bl, filters=f, variant=v, epochs=args.epochs, every=args.every,
                      size=args.size, seed=args.seed, lock_epoch=args.lock_epoch, out=args.out,
-                     band_penalty=args.band_penalty)
+                     band_penalty=args.band_penalty, wide_size=args.wide_size)
                 for v in args.variants.split(",") for f in args.filters.split(",")
                 for p in args.phantoms.split(",") for bl in args.blends.split(",")]
         with ProcessPoolExecutor(max_workers=args.workers) as ex:
