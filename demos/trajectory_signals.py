@@ -79,14 +79,16 @@ def _seed_suffix(seed: int) -> str:
 
 def _widen_kernels(fit, size: int, torch) -> None:
     """Give the kernel filters a ``size x size`` support, initialised with the 7x7 kernels in the centre (the same
-    initial filter function), and rebuild the optimiser over the new parameter."""
+    initial filter function), and rebuild the optimiser and its schedule over the new parameter."""
+    from ptycho_ddip.separation.separate import make_schedule
+
     m = fit.model
     old = m.kernels.detach()
     pad = (size - old.shape[-1]) // 2
     m.kernels = torch.nn.Parameter(torch.nn.functional.pad(old, (pad, pad, pad, pad)))
     m.kernel_pad = size // 2
     fit.optim = torch.optim.Adam(m.parameters(), lr=fit.opts.lr, fused=True)
-    fit.sched = torch.optim.lr_scheduler.StepLR(fit.optim, step_size=fit.opts.lr_step, gamma=fit.opts.lr_decay)
+    fit.sched = make_schedule(fit.optim, fit.opts)
 
 
 def _band_penalty_step(fit, epoch: int, weight: float, torch):

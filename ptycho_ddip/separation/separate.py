@@ -218,6 +218,15 @@ def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptio
     return mis, exc, reg
 
 
+def make_schedule(optim: torch.optim.Optimizer, opts: SeparationOptions):
+    """The learning-rate schedule of ``opts.lr_schedule``: the paper's step decay or cosine to 1 %."""
+    if opts.lr_schedule == "cosine":
+        e = max(opts.epochs, 1)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optim, lambda k: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(k, e) / e)))
+    return torch.optim.lr_scheduler.StepLR(optim, step_size=opts.lr_step, gamma=opts.lr_decay)
+
+
 class Fit:
     """Model, optimiser and schedule of members ``seeds`` on normalised images ``target_np`` (N, H, W).
 
@@ -236,12 +245,7 @@ class Fit:
         self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
         fused = opts.fast and device.type in ("cpu", "cuda")
         self.optim = torch.optim.Adam(self.model.parameters(), lr=opts.lr, fused=fused or None)
-        if opts.lr_schedule == "cosine":
-            e = max(opts.epochs, 1)
-            self.sched = torch.optim.lr_scheduler.LambdaLR(
-                self.optim, lambda k: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(k, e) / e)))
-        else:
-            self.sched = torch.optim.lr_scheduler.StepLR(self.optim, step_size=opts.lr_step, gamma=opts.lr_decay)
+        self.sched = make_schedule(self.optim, opts)
         self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
 
     def step(self, epoch: int) -> tuple:
