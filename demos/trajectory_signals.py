@@ -139,11 +139,18 @@ def fit_and_record(job: dict) -> tuple:
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
     opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
-                             band_constraint=job["variant"] in ("band", "wideband"))
+                             band_constraint=job["variant"] in ("band", "wideband", "widelp", "widehp"))
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
-    if job["variant"] in ("wide", "wideband"):
+    mask = None
+    if job["variant"] in ("wide", "wideband", "widelp", "widehp"):
         _widen_kernels(fit, job["wide_size"], torch)
+    if job["variant"] in ("widelp", "widehp"):  # only one filter wide: keep the other inside its 7x7 centre
+        narrow = 1 if job["variant"] == "widelp" else 0
+        mask = torch.ones_like(fit.model.kernels)
+        c = job["wide_size"] // 2
+        mask[narrow] = 0
+        mask[narrow, :, c - 3 : c + 4, c - 3 : c + 4] = 1
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
@@ -153,6 +160,9 @@ def fit_and_record(job: dict) -> tuple:
             out, _ = _band_penalty_step(fit, epoch, job["band_penalty"], torch)
         elif epoch < opts.epochs:
             out, _ = fit.step(epoch)  # outputs of the state after `epoch` steps
+            if mask is not None:
+                with torch.no_grad():
+                    fit.model.kernels.mul_(mask)
         else:
             with torch.no_grad():
                 out = fit.model()

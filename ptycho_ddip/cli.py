@@ -81,8 +81,11 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
     p.add_argument("--member-batch", type=int, metavar="B",
                    help="ensemble members fitted together in one batched network (default: all on CUDA, 1 on CPU)")
+    p.add_argument("--kernel-size", type=int, metavar="S",
+                   help="support of the kernel filters in px (odd; default 7 as in the paper); wider kernels start as "
+                        "the same 7x7 filter and can learn a wider ghost; use with --band-constraint")
     p.add_argument("--band-constraint", action="store_true", default=None,
-                   help="keep 7x7 kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
+                   help="keep kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
                         "in docs/separation_stability.md section 6")
     p.add_argument("--snapshot-every", type=int, metavar="K",
                    help="keep the separated slices every K epochs: saved in OUT.h5 (snapshots, snapshot_epochs) "
@@ -113,7 +116,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
              "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None),
              "snapshot_every": getattr(args, "snapshot_every", None),
-             "band_constraint": getattr(args, "band_constraint", None)}
+             "band_constraint": getattr(args, "band_constraint", None),
+             "kernel_size": getattr(args, "kernel_size", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True

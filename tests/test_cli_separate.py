@@ -44,8 +44,10 @@ def test_separate_writes_h5_tiff_png_and_refuses_overwrite(tmp_path, pair, capsy
 def test_snapshot_every_saves_the_slices_along_the_fit_and_a_filmstrip(tmp_path, pair):
     b, inp, _ = pair
     out = str(tmp_path / "sep.h5")
-    assert main(["separate", inp, "-o", out, "--epochs", "6", "--snapshot-every", "2", "--no-progress"]) == 0
+    assert main(["separate", inp, "-o", out, "--epochs", "6", "--snapshot-every", "2", "--no-progress",
+                 "--kernel-size", "9", "--band-constraint"]) == 0
     res = read_separation_result(out)
+    assert res["config"]["kernel_size"] == 9 and res["config"]["band_constraint"] is True
     assert list(res["extra"]["snapshot_epochs"]) == [2, 4, 6]
     np.testing.assert_allclose(res["extra"]["snapshots"][-1], res["separated"], atol=1e-9)
     assert res["config"]["snapshot_every"] == 2

@@ -145,6 +145,52 @@ def test_band_constraint_keeps_kernels_in_their_band_on_both_paths():
     assert SeparationOptions(schedule="paper").band_constraint is False and fast.config["band_constraint"] is True
 
 
+def test_wide_kernels_start_as_the_paper_filter_and_can_hold_a_wide_ghost():
+    # kernel_size 25 starts as the same filter function: the model's synthesis is identical at initialisation
+    m7, m25 = DDIPModel(2, (40, 44), seed=3), DDIPModel(2, (40, 44), seed=3, kernel_size=25)
+    assert tuple(m25.filters["f_1_2"].weight.shape) == (1, 1, 25, 25)
+    with torch.no_grad():
+        assert torch.equal(m7()["synth"], m25()["synth"])
+    # a difference-of-Gaussians ghost (1.5-6 px, blend G3) reaches well beyond 7x7: the best 7x7 kernel leaves
+    # 6 % of its variance unexplained, the best 25x25 kernel < 0.1 % (least squares over the shifted images)
+    from scipy.ndimage import gaussian_filter
+
+    x = make_phantom("au-nio", (64, 64), seed=0).normalized()[0]
+    g = gaussian_filter(x, 1.5, mode="reflect") - gaussian_filter(x, 6.0, mode="reflect")
+    resid = {}
+    for size in (7, 25):
+        r, m = size // 2, 12
+        cols = [np.roll(x, (r - dy, r - dx), (0, 1))[m:-m, m:-m].ravel() for dy in range(size) for dx in range(size)]
+        a, t = np.column_stack(cols), g[m:-m, m:-m].ravel()
+        coef = np.linalg.lstsq(a, t, rcond=None)[0]
+        resid[size] = (t - a @ coef).var() / t.var()
+        # the package's KernelFilter applies that kernel with the same convention (cross-correlation, centred)
+        f = KernelFilter("highpass", size).double()
+        with torch.no_grad():
+            f.weight.copy_(torch.tensor(coef.reshape(1, 1, size, size)))
+            out = f(torch.tensor(x)[None, None])[0, 0, m:-m, m:-m].numpy()
+        np.testing.assert_allclose(out.ravel(), a @ coef, atol=1e-10)
+    assert resid[7] > 0.03 and resid[25] < 1e-3
+    with pytest.raises(ValueError, match="odd"):
+        SeparationOptions(kernel_size=8)
+    with pytest.raises(ValueError, match="--kernel-size"):
+        separate(_small_blend().inputs, kernel_size=99, epochs=1, progress=False)
+
+
+def test_wide_band_constrained_kernels_on_both_paths():
+    b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized())
+    kw = dict(epochs=20, seed=1, progress=False, dtype="float64", filters="kernel", kernel_size=11,
+              band_constraint=True)
+    fast, plain = separate(b.inputs, **kw), separate(b.inputs, fast=False, **kw)
+    np.testing.assert_allclose(fast.separated, plain.separated, rtol=1e-6, atol=1e-8)
+    low, high = fast.filters["f_1_2"], fast.filters["f_2_1"]
+    assert low.shape == (11, 11) and low.min() >= 0.0 and abs(high.sum()) < 1e-12
+    # the fit used the room outside the initial 7x7 support
+    ring = np.ones((11, 11), bool)
+    ring[2:9, 2:9] = False
+    assert np.abs(high[ring]).max() > 1e-5 and fast.config["kernel_size"] == 11
+
+
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
     kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4)

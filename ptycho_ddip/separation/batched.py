@@ -48,11 +48,12 @@ class BatchedDDIP(nn.Module):
     def __init__(self, n_slices: int, shape: Sequence[int], seeds: Sequence[int] = (0,), filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, ghost_norm: bool = False, channels_last: bool = True):
+                 filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int = 7,
+                 channels_last: bool = True):
         super().__init__()
         refs = [DDIPModel(n_slices, shape, filters=filters, ghost_kinds=ghost_kinds, channels=channels,
                           skip_channels=skip_channels, noise_scale=noise_scale, filter_sigmoid=filter_sigmoid,
-                          ghost_norm=ghost_norm, seed=int(s)) for s in seeds]
+                          ghost_norm=ghost_norm, kernel_size=kernel_size, seed=int(s)) for s in seeds]
         k, n = len(refs), n_slices
         self.members, self.n_slices, self.shape = k, n, refs[0].shape
         self.filter_type, self.ghost_norm = filters, bool(ghost_norm)

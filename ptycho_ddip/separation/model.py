@@ -44,7 +44,9 @@ class DDIPModel(nn.Module):
     ----------
     n_slices : number of slices N >= 2.
     shape : (H, W) of the images.
-    filters : ``"kernel"`` (learnable 7x7 kernel) or ``"dip"`` (shallow 3-level DIP).
+    filters : ``"kernel"`` (learnable kernel) or ``"dip"`` (shallow 3-level DIP).
+    kernel_size : support of the kernel filters in pixels (odd; 7 as in the paper). Wider kernels start as the same
+        7x7 filter (``networks.initial_kernel``) and can learn a ghost wider than 7x7.
     ghost_kinds : per slice i, the band of the ghosts it receives (``"lowpass"``/``"highpass"``): initialises f_ij.
         Swap to ``("highpass", "lowpass")`` when slice 1 is the one hit by a strong scatterer.
     channels, skip_channels : image/weight DIP widths (DESIGN.md section 3 defaults).
@@ -59,7 +61,7 @@ class DDIPModel(nn.Module):
     def __init__(self, n_slices: int, shape: Sequence[int], filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, ghost_norm: bool = False, seed: int = 0):
+                 filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int = 7, seed: int = 0):
         super().__init__()
         if n_slices < 2:
             raise ValueError(f"DDIP needs at least 2 slices, got {n_slices}")
@@ -83,7 +85,7 @@ class DDIPModel(nn.Module):
                     if i != j:
                         kind = ghost_kinds[i]
                         self.filters[f"f_{i + 1}_{j + 1}"] = (
-                            KernelFilter(kind) if filters == "kernel" else ShallowDIPFilter(kind, filter_sigmoid))
+                            KernelFilter(kind, kernel_size) if filters == "kernel" else ShallowDIPFilter(kind, filter_sigmoid))
         ph, pw = self.image_dips[0].padded_shape(*self.shape)
         z_img = (torch.rand(n_slices, 1, 1, ph, pw, generator=gen) - 0.5) * noise_scale
         z_w = (torch.rand(1, n_slices, ph, pw, generator=gen) - 0.5) * noise_scale
@@ -127,7 +129,7 @@ class DDIPModel(nn.Module):
         return {"y": y, "alpha": alpha, "own": own, "synth": self.synthesize(y, own)}
 
     def filter_arrays(self) -> dict:
-        """Learned filters as numpy arrays: 7x7 kernels, or the flattened parameters of shallow DIPs."""
+        """Learned filters as numpy arrays: the kernels, or the flattened parameters of shallow DIPs."""
         out = {}
         for name, f in self.filters.items():
             if isinstance(f, KernelFilter):

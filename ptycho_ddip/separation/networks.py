@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "pad_to_multiple", "lowpass_kernel", "highpass_kernel",
-           "stack_into", "group_parameters"]
+           "initial_kernel", "stack_into", "group_parameters"]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -231,18 +231,27 @@ def project_kernels_to_band(kernels: torch.Tensor, highpass: torch.Tensor) -> No
         kernels[hp] = high - high.mean(dim=(-2, -1), keepdim=True)
 
 
+def initial_kernel(init: str, size: int = 7) -> torch.Tensor:
+    """The paper's initial ghost filter (7x7 uniform low-pass or five-point Laplacian high-pass) in a ``size x size``
+    support: for ``size`` > 7 the 7x7 kernel sits in the centre and the rest is zero, so a wider kernel starts as the
+    same filter function and only gains room to learn a wider ghost; for ``size`` < 7 the kernel of that size."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel size must be odd and >= 1, got {size}")
+    if init not in ("lowpass", "highpass"):
+        raise ValueError(f"init must be 'lowpass' or 'highpass', got {init!r}")
+    base = min(size, 7)
+    k = lowpass_kernel(base) if init == "lowpass" else highpass_kernel(base)
+    pad = (size - base) // 2
+    return F.pad(k, (pad, pad, pad, pad))
+
+
 class KernelFilter(nn.Module):
-    """A single learnable ``size x size`` convolution kernel (reflection padded), initialised low- or high-pass."""
+    """A single learnable ``size x size`` convolution kernel (reflection padded), initialised low- or high-pass
+    (:func:`initial_kernel`)."""
 
     def __init__(self, init: str = "lowpass", size: int = 7):
         super().__init__()
-        if init == "lowpass":
-            k = lowpass_kernel(size)
-        elif init == "highpass":
-            k = highpass_kernel(size)
-        else:
-            raise ValueError(f"init must be 'lowpass' or 'highpass', got {init!r}")
-        self.weight = nn.Parameter(k[None, None].clone())
+        self.weight = nn.Parameter(initial_kernel(init, size)[None, None].clone())
         self.pad = size // 2
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:

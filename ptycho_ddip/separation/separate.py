@@ -236,11 +236,15 @@ class Fit:
 
     def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device):
         n, h, w = target_np.shape
+        if opts.filters == "kernel" and opts.kernel_size // 2 >= min(h, w):
+            raise ValueError(f"kernel_size {opts.kernel_size} is too large for {h}x{w} images (the reflection "
+                             f"padding needs kernel_size // 2 < {min(h, w)}); choose a smaller --kernel-size")
         self.opts = opts
         self.dtype = getattr(torch, opts.dtype)
         model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters, ghost_kinds=opts.ghost_kinds,
                             channels=opts.channels, skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
-                            filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm)
+                            filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm,
+                            kernel_size=opts.kernel_size)
         self.model = model.to(device=device, dtype=self.dtype)
         self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
         fused = opts.fast and device.type in ("cpu", "cuda")
