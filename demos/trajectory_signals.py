@@ -24,9 +24,10 @@ Variant ``bandpen`` (an experiment for shallow-DIP filters, which cannot be clip
 plus ``--band-penalty`` x relu(r - 1)^2 for every low-pass ghost, r = high-frequency amplitude of f_ij(y_j) over
 that of y_j. Measured: it fails, because the fit raises y_j's high frequencies instead of taming the filter
 (docs/separation_stability.md section 6).
-Variant ``wide`` (kernels only): the kernel filters get a ``--wide-size`` support (default 25x25), initialised with
-the 7x7 kernels in the centre, so the initial filters are the paper's but a wide ghost such as the DoG 1.5-6 px of
-blend G3 can be represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``.
+Variant ``wide`` (kernels only): ``kernel_size=--wide-size`` (default 25x25), initialised with the 7x7 kernels in
+the centre, so the initial filters are the paper's but a wide ghost such as the DoG 1.5-6 px of blend G3 can be
+represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``. Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
+``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
@@ -40,6 +41,7 @@ import glob
 import itertools
 import json
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -77,18 +79,10 @@ def _seed_suffix(seed: int) -> str:
     return f"_s{seed}" if seed else ""
 
 
-def _widen_kernels(fit, size: int, torch) -> None:
-    """Give the kernel filters a ``size x size`` support, initialised with the 7x7 kernels in the centre (the same
-    initial filter function), and rebuild the optimiser and its schedule over the new parameter."""
-    from ptycho_ddip.separation.separate import make_schedule
-
-    m = fit.model
-    old = m.kernels.detach()
-    pad = (size - old.shape[-1]) // 2
-    m.kernels = torch.nn.Parameter(torch.nn.functional.pad(old, (pad, pad, pad, pad)))
-    m.kernel_pad = size // 2
-    fit.optim = torch.optim.Adam(m.parameters(), lr=fit.opts.lr, fused=True)
-    fit.sched = make_schedule(fit.optim, fit.opts)
+def _split_sizes(variant: str) -> tuple:
+    """(low-pass size, high-pass size) of a variant named ``lp<A>hp<B>`` (band-constrained kernels), else ()."""
+    m = re.fullmatch(r"lp(\d+)hp(\d+)", variant)
+    return (int(m.group(1)), int(m.group(2))) if m else ()
 
 
 def _band_penalty_step(fit, epoch: int, weight: float, torch):
@@ -138,19 +132,13 @@ def fit_and_record(job: dict) -> tuple:
     f1, f2, alpha, _ = BLENDS[job["blend"]]
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
+    sizes = _split_sizes(job["variant"])
+    size = job["wide_size"] if job["variant"] in ("wide", "wideband") else sizes if sizes else 7
     opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
-                             band_constraint=job["variant"] in ("band", "wideband", "widelp", "widehp"))
+                             band_constraint=job["variant"] in ("band", "wideband") or bool(sizes),
+                             kernel_size=size)
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
-    mask = None
-    if job["variant"] in ("wide", "wideband", "widelp", "widehp"):
-        _widen_kernels(fit, job["wide_size"], torch)
-    if job["variant"] in ("widelp", "widehp"):  # only one filter wide: keep the other inside its 7x7 centre
-        narrow = 1 if job["variant"] == "widelp" else 0
-        mask = torch.ones_like(fit.model.kernels)
-        c = job["wide_size"] // 2
-        mask[narrow] = 0
-        mask[narrow, :, c - 3 : c + 4, c - 3 : c + 4] = 1
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
@@ -160,9 +148,6 @@ def fit_and_record(job: dict) -> tuple:
             out, _ = _band_penalty_step(fit, epoch, job["band_penalty"], torch)
         elif epoch < opts.epochs:
             out, _ = fit.step(epoch)  # outputs of the state after `epoch` steps
-            if mask is not None:
-                with torch.no_grad():
-                    fit.model.kernels.mul_(mask)
         else:
             with torch.no_grad():
                 out = fit.model()
@@ -277,7 +262,7 @@ def main() -> None:
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
-    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True), bandpen, wide, wideband and/or lock")
+    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B> and/or lock")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")
     ap.add_argument("--wide-size", type=int, default=25, help="kernel support of the wide variant (px)")

@@ -55,6 +55,17 @@ def _filters_arg(s: str) -> list:
     return values
 
 
+def _kernel_size_arg(s: str):
+    try:
+        values = [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an odd integer or LP,HP, got {s!r}") from None
+    if len(values) not in (1, 2) or any(v < 3 or v % 2 == 0 for v in values):
+        raise argparse.ArgumentTypeError(f"kernel sizes must be odd integers >= 3 (one, or low-pass,high-pass), "
+                                         f"got {s!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 @command("separate", "separate crosstalk-contaminated slice images with the modified DDIP")
 def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -81,9 +92,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
     p.add_argument("--member-batch", type=int, metavar="B",
                    help="ensemble members fitted together in one batched network (default: all on CUDA, 1 on CPU)")
-    p.add_argument("--kernel-size", type=int, metavar="S",
-                   help="support of the kernel filters in px (odd; default 7 as in the paper); wider kernels start as "
-                        "the same 7x7 filter and can learn a wider ghost; use with --band-constraint")
+    p.add_argument("--kernel-size", type=_kernel_size_arg, metavar="S|LP,HP",
+                   help="support of the kernel filters in px (odd; default 7 as in the paper), or low-pass,high-pass "
+                        "sizes; wider kernels start as the same 7x7 filter and can learn a wider ghost; use with "
+                        "--band-constraint")
     p.add_argument("--band-constraint", action="store_true", default=None,
                    help="keep kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
                         "in docs/separation_stability.md section 6")

@@ -48,8 +48,8 @@ class BatchedDDIP(nn.Module):
     def __init__(self, n_slices: int, shape: Sequence[int], seeds: Sequence[int] = (0,), filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int = 7,
-                 channels_last: bool = True):
+                 filter_sigmoid: bool = False, ghost_norm: bool = False,
+                 kernel_size: int | Sequence[int] = 7, channels_last: bool = True):
         super().__init__()
         refs = [DDIPModel(n_slices, shape, filters=filters, ghost_kinds=ghost_kinds, channels=channels,
                           skip_channels=skip_channels, noise_scale=noise_scale, filter_sigmoid=filter_sigmoid,
@@ -66,8 +66,19 @@ class BatchedDDIP(nn.Module):
         stack_into(self.weights_net, [r.weight_dip for r in refs])
         names = [f"f_{i + 1}_{j + 1}" for i, j in self.pairs]
         if filters == "kernel":
-            self.kernels = nn.Parameter(torch.cat([r.filters[m].weight.detach() for r in refs for m in names]))
-            self.kernel_pad = refs[0].filters[names[0]].pad
+            ks = [r.filters[m].weight.detach() for r in refs for m in names]
+            size = max(k_.shape[-1] for k_ in ks)  # one grouped convolution: smaller kernels are zero-padded ...
+            self.kernel_sizes = [k_.shape[-1] for k_ in ks]
+            pads = [(size - s) // 2 for s in self.kernel_sizes]
+            self.kernels = nn.Parameter(torch.cat([F.pad(k_, (p_,) * 4) for k_, p_ in zip(ks, pads)]))
+            self.kernel_pad = size // 2
+            if len(set(self.kernel_sizes)) > 1:  # ... and masked to their own support (no gradient outside it)
+                mask = torch.zeros_like(self.kernels)
+                for q, (s, p_) in enumerate(zip(self.kernel_sizes, pads)):
+                    mask[q, :, p_ : p_ + s, p_ : p_ + s] = 1.0
+                self.register_buffer("kernel_mask", mask)
+            else:
+                self.kernel_mask = None
             self.filter_net = None
         else:
             src = [r.filters[m].net for r in refs for m in names]
@@ -90,7 +101,8 @@ class BatchedDDIP(nn.Module):
         src = y[:, self.source_index].reshape(1, -1, h, w)
         if self.kernels is not None:
             pad = self.kernel_pad
-            g = F.conv2d(F.pad(src, (pad,) * 4, mode="reflect"), self.kernels, groups=self.kernels.shape[0])
+            kern = self.kernels if self.kernel_mask is None else self.kernels * self.kernel_mask
+            g = F.conv2d(F.pad(src, (pad,) * 4, mode="reflect"), kern, groups=kern.shape[0])
         else:
             sp, (top, left) = pad_to_multiple(src, self.filter_net.multiple, self.filter_net.min_size)
             out = self.filter_net(sp)[..., top : top + h, left : left + w]
@@ -104,7 +116,7 @@ class BatchedDDIP(nn.Module):
     def project_filters(self) -> None:
         """Project kernel filters onto their band (networks.project_kernels_to_band); DIP filters are left alone."""
         if self.kernels is not None:
-            project_kernels_to_band(self.kernels, self.highpass.reshape(-1))
+            project_kernels_to_band(self.kernels, self.highpass.reshape(-1), self.kernel_mask)
 
     def forward(self) -> dict:
         h, w = self.shape
@@ -127,6 +139,8 @@ class BatchedDDIP(nn.Module):
             g = member * p + q
             if self.kernels is not None:
                 arr = self.kernels.detach()[g, 0]
+                p_ = (arr.shape[-1] - self.kernel_sizes[g]) // 2
+                arr = arr[p_ : arr.shape[-1] - p_, p_ : arr.shape[-1] - p_]
             else:
                 arr = torch.cat([t.flatten() for t in group_parameters(self.filter_net, g)])
             out[f"f_{i + 1}_{j + 1}"] = arr.cpu().numpy()

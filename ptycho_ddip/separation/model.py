@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .networks import KernelFilter, ShallowDIPFilter, SkipDIP
+from .networks import KernelFilter, ShallowDIPFilter, SkipDIP, kernel_sizes
 
 FILTER_TYPES = ("kernel", "dip")
 GHOST_KINDS = ("lowpass", "highpass")
@@ -45,8 +45,8 @@ class DDIPModel(nn.Module):
     n_slices : number of slices N >= 2.
     shape : (H, W) of the images.
     filters : ``"kernel"`` (learnable kernel) or ``"dip"`` (shallow 3-level DIP).
-    kernel_size : support of the kernel filters in pixels (odd; 7 as in the paper). Wider kernels start as the same
-        7x7 filter (``networks.initial_kernel``) and can learn a ghost wider than 7x7.
+    kernel_size : support of the kernel filters in pixels (odd; 7 as in the paper), or a (low-pass, high-pass) pair.
+        Wider kernels start as the same 7x7 filter (``networks.initial_kernel``) and can learn a wider ghost.
     ghost_kinds : per slice i, the band of the ghosts it receives (``"lowpass"``/``"highpass"``): initialises f_ij.
         Swap to ``("highpass", "lowpass")`` when slice 1 is the one hit by a strong scatterer.
     channels, skip_channels : image/weight DIP widths (DESIGN.md section 3 defaults).
@@ -61,7 +61,8 @@ class DDIPModel(nn.Module):
     def __init__(self, n_slices: int, shape: Sequence[int], filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int = 7, seed: int = 0):
+                 filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int | Sequence[int] = 7,
+                 seed: int = 0):
         super().__init__()
         if n_slices < 2:
             raise ValueError(f"DDIP needs at least 2 slices, got {n_slices}")
@@ -74,6 +75,7 @@ class DDIPModel(nn.Module):
         self.shape = (int(shape[0]), int(shape[1]))
         self.ghost_kinds = ghost_kinds
         self.ghost_norm = bool(ghost_norm)
+        sizes = kernel_sizes(kernel_size)
         gen = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
@@ -85,7 +87,7 @@ class DDIPModel(nn.Module):
                     if i != j:
                         kind = ghost_kinds[i]
                         self.filters[f"f_{i + 1}_{j + 1}"] = (
-                            KernelFilter(kind, kernel_size) if filters == "kernel" else ShallowDIPFilter(kind, filter_sigmoid))
+                            KernelFilter(kind, sizes[kind]) if filters == "kernel" else ShallowDIPFilter(kind, filter_sigmoid))
         ph, pw = self.image_dips[0].padded_shape(*self.shape)
         z_img = (torch.rand(n_slices, 1, 1, ph, pw, generator=gen) - 0.5) * noise_scale
         z_w = (torch.rand(1, n_slices, ph, pw, generator=gen) - 0.5) * noise_scale

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "pad_to_multiple", "lowpass_kernel", "highpass_kernel",
-           "initial_kernel", "stack_into", "group_parameters"]
+           "initial_kernel", "kernel_sizes", "stack_into", "group_parameters"]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -217,18 +217,34 @@ def highpass_kernel(size: int = 7) -> torch.Tensor:
     return k
 
 
-def project_kernels_to_band(kernels: torch.Tensor, highpass: torch.Tensor) -> None:
+def kernel_sizes(kernel_size: int | Sequence[int]) -> dict:
+    """``{"lowpass": a, "highpass": b}`` from one odd size for both kinds or a (low-pass, high-pass) pair."""
+    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if len(sizes) != 2 or any(int(s) != s or s < 3 or s % 2 == 0 for s in sizes):
+        raise ValueError(f"kernel_size must be an odd integer >= 3 or a (low-pass, high-pass) pair of them, "
+                         f"got {kernel_size!r}")
+    return {"lowpass": int(sizes[0]), "highpass": int(sizes[1])}
+
+
+def project_kernels_to_band(kernels: torch.Tensor, highpass: torch.Tensor,
+                            support: torch.Tensor | None = None) -> None:
     """Keep kernel filters in their band, in place: low-pass kernels non-negative, high-pass kernels zero-sum.
 
     A non-negative kernel K has |K^(f)| <= K^(0): it cannot pass high frequencies with more gain than the mean, so a
     "low-pass" ghost filter cannot turn into a high-frequency amplifier. A zero-sum kernel passes no mean (DC), as a
-    high-pass ghost has none. ``kernels`` (M, 1, s, s); ``highpass`` M booleans, True where the kernel is high-pass.
+    high-pass ghost has none. ``kernels`` (M, 1, s, s); ``highpass`` M booleans, True where the kernel is high-pass;
+    ``support`` optional (M, 1, s, s) 0/1 mask of each kernel's own support (kernels of several sizes stacked in one
+    tensor): the mean is taken, and subtracted, over the support only.
     """
     with torch.no_grad():
         hp = highpass.to(device=kernels.device, dtype=torch.bool).reshape(-1)
         low, high = kernels[~hp], kernels[hp]
         kernels[~hp] = low.clamp(min=0)
-        kernels[hp] = high - high.mean(dim=(-2, -1), keepdim=True)
+        if support is None:
+            kernels[hp] = high - high.mean(dim=(-2, -1), keepdim=True)
+        else:
+            m = support[hp]
+            kernels[hp] = (high - (high * m).sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True)) * m
 
 
 def initial_kernel(init: str, size: int = 7) -> torch.Tensor:

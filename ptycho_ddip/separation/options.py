@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .model import FILTER_TYPES, GHOST_KINDS
+from .networks import kernel_sizes
 
 SCHEDULES = ("balanced", "paper")
 
@@ -30,11 +31,11 @@ class SeparationOptions:
     Attributes
     ----------
     filters : ``"kernel"`` (learnable 7x7 kernels) or ``"dip"`` (shallow 3-level DIPs) for the ghost filters.
-    kernel_size : support of the kernel filters in pixels (odd, >= 3; 7 as in the paper). A larger support starts as
-        the same 7x7 filter, zero-padded, and can learn a ghost wider than 7x7 (such as a difference of Gaussians of
-        1.5-6 px). Measured in docs/separation_stability.md section 7: use it with ``band_constraint``; a free wide
-        kernel can model the other slice almost whole. Costs about (kernel_size / 7)^2 more filter FLOPs. Ignored by
-        shallow-DIP filters.
+    kernel_size : support of the kernel filters in pixels (odd, >= 3; 7 as in the paper), or a (low-pass, high-pass)
+        pair. A larger support starts as the same 7x7 filter, zero-padded, and can learn a ghost wider than 7x7 (such
+        as a difference of Gaussians of 1.5-6 px). Measured in docs/separation_stability.md section 7: use it with
+        ``band_constraint``; a free wide kernel can model the other slice almost whole. Costs about
+        (kernel_size / 7)^2 more filter FLOPs. Ignored by shallow-DIP filters.
     ghost_kinds : per slice, the band of the ghost it receives (``"lowpass"``/``"highpass"``); None = slice 1
         low-pass, the others high-pass (the paper's assignment). Swap for data where slice 1 is hit by the strong
         scatterer's ghost.
@@ -89,7 +90,7 @@ class SeparationOptions:
     """
 
     filters: str = "kernel"
-    kernel_size: int = 7
+    kernel_size: int | tuple = 7
     ghost_kinds: Optional[tuple] = None
     gamma_excl: Optional[float] = None
     epochs: int = 2000
@@ -134,9 +135,9 @@ class SeparationOptions:
             bad = [k for k in self.ghost_kinds if k not in GHOST_KINDS]
             if bad:
                 raise ValueError(f"ghost_kinds entries must be in {GHOST_KINDS}, got {bad}")
-        if int(self.kernel_size) < 3 or int(self.kernel_size) % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and >= 3, got {self.kernel_size}")
-        self.kernel_size = int(self.kernel_size)
+        if not isinstance(self.kernel_size, int):
+            self.kernel_size = tuple(self.kernel_size)  # a JSON list back to the pair
+        kernel_sizes(self.kernel_size)  # validates
         if self.gamma_excl is None:
             self.gamma_excl = DEFAULT_GAMMA[self.filters]
         if not self.gamma_excl >= 0:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..runtime import configure_threads, resolve_device
 from .batched import build_model
+from .networks import kernel_sizes
 from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
 from .metrics import correlation, ghost_to_signal, gradient_correlation
 from .options import SeparationOptions
@@ -236,9 +237,10 @@ class Fit:
 
     def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device):
         n, h, w = target_np.shape
-        if opts.filters == "kernel" and opts.kernel_size // 2 >= min(h, w):
-            raise ValueError(f"kernel_size {opts.kernel_size} is too large for {h}x{w} images (the reflection "
-                             f"padding needs kernel_size // 2 < {min(h, w)}); choose a smaller --kernel-size")
+        big = max(kernel_sizes(opts.kernel_size).values())
+        if opts.filters == "kernel" and big // 2 >= min(h, w):
+            raise ValueError(f"kernel_size {big} is too large for {h}x{w} images (the reflection padding needs "
+                             f"kernel_size // 2 < {min(h, w)}); choose a smaller --kernel-size")
         self.opts = opts
         self.dtype = getattr(torch, opts.dtype)
         model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters, ghost_kinds=opts.ghost_kinds,
