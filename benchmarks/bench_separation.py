@@ -4,12 +4,14 @@
     python benchmarks/bench_separation.py --sizes 272 --epochs 20 --threads 2
     python benchmarks/bench_separation.py --compare --sizes 272   # plain eager vs optimised, same process
     python benchmarks/bench_separation.py --ensembles 1,4,8,20 --sizes 272 --filters kernel
+    python benchmarks/bench_separation.py --kernel-sizes 7,25/7,25 --sizes 96,272 --threads 1
 
 ``--compare`` runs, in one process per (size, filters), the plain eager fp32 path (``fast=False``: separate
 networks, default memory layout, reference losses, for-loop Adam) and the optimised path (``fast=True``: grouped
 networks, channels-last, fused exclusion and Adam) on the same input, interleaved epoch blocks, and prints the ratio,
 the achieved GFLOP/s (FLOPs of one epoch counted by ``torch.utils.flop_counter``) and the matmul GFLOP/s.
-``--ensembles`` times the fast path with K members batched in one network: seconds per epoch per member.
+``--kernel-sizes`` times the fast path with band-constrained kernels of other sizes against the default 7x7, interleaved
+in one process. ``--ensembles`` times the fast path with K members batched in one network: seconds per epoch per member.
 
 Each configuration runs in a fresh subprocess (so peak memory is its own: VmHWM on CPU, max_memory_allocated on
 CUDA) after ``--warmup`` epochs; configurations are interleaved over ``--repeats`` rounds and the median is reported,
@@ -122,10 +124,10 @@ def child_compare(cfg: dict) -> dict:
     b = blend(make_phantom("au-nio", (n, n), seed=0).normalized())
     target = normalize_jointly(b.inputs)[0]
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-    variants = cfg["variants"]  # list of (label, fast, members)
+    variants = cfg["variants"]  # list of (label, fast, members[, extra options])
     fits = {}
-    for label, fast, k in variants:
-        opts = SeparationOptions(filters=cfg["filters"], fast=fast, device=cfg["device"])
+    for label, fast, k, *extra in variants:
+        opts = SeparationOptions(filters=cfg["filters"], fast=fast, device=cfg["device"], **(extra[0] if extra else {}))
         fits[label] = Fit(target, opts, list(range(k)), dev)
     flops = {label: _epoch_flops(f) for label, f in fits.items()}
     times: dict = {label: [] for label in fits}
@@ -172,6 +174,25 @@ def compare(args, threads: int, devices: list) -> None:
                       f"{r['flops']['plain'] / 1e9 / tp:10.1f} {gf / tf:9.1f} {r['matmul_gflops']:11.1f}", flush=True)
 
 
+def kernel_sizes(args, threads: int, devices: list) -> None:
+    """Cost of wider and band-constrained kernel filters against the default 7x7, interleaved in one process."""
+    sizes = [tuple(int(v) for v in k.split("/")) for k in args.kernel_sizes.split(",")]
+    variants = [("7", True, 1, {})] + [(f"{'/'.join(map(str, ks))}+band", True, 1,
+                                       {"kernel_size": ks if len(ks) == 2 else ks[0], "band_constraint": True})
+                                      for ks in sizes]
+    print(f"DDIP kernel filters, fast path: {threads} CPU threads; {args.epochs} epochs x {args.repeats} interleaved "
+          f"rounds after {args.warmup} warm-up epochs; medians; ratio against 7x7 without the band constraint")
+    print(f"{'device':>6} {'size':>5} {'variant':>12} {'s/ep':>8} {'ratio':>6} {'matmul GF/s':>11}")
+    for d in devices:
+        for s in args.sizes.split(","):
+            cfg = {"device": d, "size": int(s), "filters": "kernel", "epochs": args.epochs, "warmup": args.warmup,
+                   "rounds": args.repeats, "threads": threads, "variants": variants}
+            r = _run_child("child-compare", cfg)
+            base = r["s_per_epoch"]["7"]
+            for label, t in r["s_per_epoch"].items():
+                print(f"{d:>6} {s:>5} {label:>12} {t:8.4f} {t / base:6.3f} {r['matmul_gflops']:11.1f}", flush=True)
+
+
 def ensembles(args, threads: int, devices: list) -> None:
     ks = [int(k) for k in args.ensembles.split(",")]
     print(f"DDIP batched ensembles (fast path): {threads} CPU threads; seconds per epoch per member; one process "
@@ -206,6 +227,9 @@ def main() -> None:
                     help="balanced (default exclusion) and/or paper, e.g. balanced,paper to measure the remedy's cost")
     ap.add_argument("--compare", action="store_true", help="plain eager vs optimised in one process")
     ap.add_argument("--ensembles", default="", help="K values, e.g. 1,4,8,20: batched ensemble cost per member")
+    ap.add_argument("--kernel-sizes", default="",
+                    help="e.g. 7,25/7,25: cost of (low-pass/high-pass) kernel sizes with the band constraint "
+                         "against plain 7x7")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-compare", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -222,9 +246,11 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
     threads = args.threads or usable_cpus()
-    if args.compare or args.ensembles:
+    if args.compare or args.ensembles or args.kernel_sizes:
         if args.compare:
             compare(args, threads, devices)
+        if args.kernel_sizes:
+            kernel_sizes(args, threads, devices)
         if args.ensembles:
             ensembles(args, threads, devices)
         return
