@@ -262,7 +262,8 @@ def main() -> None:
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
-    ap.add_argument("--variants", default="default", help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B> and/or lock")
+    ap.add_argument("--variants", default="default",
+                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B> and/or lock")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")
     ap.add_argument("--wide-size", type=int, default=25, help="kernel support of the wide variant (px)")

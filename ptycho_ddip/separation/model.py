@@ -86,8 +86,8 @@ class DDIPModel(nn.Module):
                 for j in range(n_slices):
                     if i != j:
                         kind = ghost_kinds[i]
-                        self.filters[f"f_{i + 1}_{j + 1}"] = (
-                            KernelFilter(kind, sizes[kind]) if filters == "kernel" else ShallowDIPFilter(kind, filter_sigmoid))
+                        self.filters[f"f_{i + 1}_{j + 1}"] = (KernelFilter(kind, sizes[kind]) if filters == "kernel"
+                                                              else ShallowDIPFilter(kind, filter_sigmoid))
         ph, pw = self.image_dips[0].padded_shape(*self.shape)
         z_img = (torch.rand(n_slices, 1, 1, ph, pw, generator=gen) - 0.5) * noise_scale
         z_w = (torch.rand(1, n_slices, ph, pw, generator=gen) - 0.5) * noise_scale

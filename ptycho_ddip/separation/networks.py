@@ -22,6 +22,7 @@ separate networks into a grouped one and :func:`group_parameters` reads one netw
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -219,7 +220,7 @@ def highpass_kernel(size: int = 7) -> torch.Tensor:
 
 def kernel_sizes(kernel_size: int | Sequence[int]) -> dict:
     """``{"lowpass": a, "highpass": b}`` from one odd size for both kinds or a (low-pass, high-pass) pair."""
-    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    sizes = (kernel_size,) * 2 if isinstance(kernel_size, numbers.Integral) else tuple(kernel_size)
     if len(sizes) != 2 or any(int(s) != s or s < 3 or s % 2 == 0 for s in sizes):
         raise ValueError(f"kernel_size must be an odd integer >= 3 or a (low-pass, high-pass) pair of them, "
                          f"got {kernel_size!r}")

@@ -135,9 +135,9 @@ class SeparationOptions:
             bad = [k for k in self.ghost_kinds if k not in GHOST_KINDS]
             if bad:
                 raise ValueError(f"ghost_kinds entries must be in {GHOST_KINDS}, got {bad}")
-        if not isinstance(self.kernel_size, int):
-            self.kernel_size = tuple(self.kernel_size)  # a JSON list back to the pair
-        kernel_sizes(self.kernel_size)  # validates
+        ks = kernel_sizes(self.kernel_size)  # validates
+        self.kernel_size = ks["lowpass"] if ks["lowpass"] == ks["highpass"] and not isinstance(
+            self.kernel_size, (list, tuple)) else (ks["lowpass"], ks["highpass"])  # int, or a JSON list back to a pair
         if self.gamma_excl is None:
             self.gamma_excl = DEFAULT_GAMMA[self.filters]
         if not self.gamma_excl >= 0:
