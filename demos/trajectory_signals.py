@@ -2,6 +2,7 @@
 
     python demos/trajectory_signals.py --out out/signals                 # fit and analyse (2 workers, ~35 min)
     python demos/trajectory_signals.py --out out/signals --analyze-only  # re-analyse saved trajectories
+    python demos/trajectory_signals.py --out out/signals --compare --variants default,band --filters kernel
 
 Every (phantom, blend, filter type, variant) is fitted with the default options (96x96, seed 0, 2000 epochs, one
 thread per worker) through the same ``Fit`` object ``separate`` uses. Every ``--every`` epochs the network images y,
@@ -257,6 +258,44 @@ def report(analyses: list, min_epoch: int = 100) -> tuple:
     return "\n".join(lines), "\n".join(sel_lines), summary
 
 
+def compare(out: str, variants: list, filters: str = "kernel") -> str:
+    """Markdown table of every (variant, seed) whose trajectories are saved in ``out``: geometric-mean GSR and mean
+    correlation of both slices at the end, passes of the issue's criterion, and slice-1 regressions (final GSR1 above
+    the input's), plus per-variant totals over the seeds. Only seeds for which every variant has all its runs are
+    used, so the rows compare the same blends."""
+    runs: dict = {}
+    for v in variants:
+        for path in glob.glob(os.path.join(out, f"*_{filters}_{v}.npz")) + glob.glob(
+                os.path.join(out, f"*_{filters}_{v}_s*.npz")):
+            m = re.fullmatch(rf"(.+)_{filters}_{re.escape(v)}(?:_s(\d+))?\.npz", os.path.basename(path))
+            if m:
+                runs.setdefault((v, int(m.group(2) or 0)), []).append(path)
+    seeds = sorted({sd for (_, sd) in runs})
+    counts = {sd: {len(runs.get((v, sd), [])) for v in variants} for sd in seeds}
+    seeds = [sd for sd in seeds if len(counts[sd]) == 1 and 0 not in counts[sd]]
+    lines = [f"| variant | seed | blends | geo-mean GSR1 | mean corr1 | geo-mean GSR2 | mean corr2 | passes | "
+             f"slice 1 worse than input |", "|---|---|---|---|---|---|---|---|---|"]
+    for v in variants:
+        allf: dict = {k: [] for k in ("gsr1", "corr1", "gsr2", "corr2")}
+        npass = nworse = nrun = 0
+        for sd in seeds:
+            an = [analyze(p) for p in sorted(runs[(v, sd)])]
+            f = {k: np.array([a[k][-1] for a in an]) for k in allf}
+            ps = sum(passes(a, -1, -1) for a in an)
+            worse = sum(bool(a["gsr1"][-1] > a["gsr_in"][0]) for a in an)
+            for k in allf:
+                allf[k].extend(f[k])
+            npass, nworse, nrun = npass + ps, nworse + worse, nrun + len(an)
+            lines.append(f"| {v} | {sd} | {len(an)} | {np.exp(np.log(f['gsr1']).mean()):.3f} | {f['corr1'].mean():.3f} "
+                         f"| {np.exp(np.log(f['gsr2']).mean()):.4f} | {f['corr2'].mean():.3f} | {ps} | {worse} |")
+        f = {k: np.array(x) for k, x in allf.items()}
+        if nrun:
+            lines.append(f"| **{v}** | all | {nrun} | **{np.exp(np.log(f['gsr1']).mean()):.3f}** | "
+                         f"**{f['corr1'].mean():.3f}** | **{np.exp(np.log(f['gsr2']).mean()):.4f}** | "
+                         f"**{f['corr2'].mean():.3f}** | **{npass}** | **{nworse}** |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
@@ -274,9 +313,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="signals_out")
     ap.add_argument("--analyze-only", action="store_true")
+    ap.add_argument("--compare", action="store_true",
+                    help="only print the variants x seeds summary of the trajectories saved in OUT (--variants, "
+                         "--filters: one filter type)")
     ap.add_argument("--filmstrips", action="store_true", help="also draw OUT/<run>_snapshots.png for every run")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.compare:
+        print(compare(args.out, args.variants.split(","), args.filters))
+        return
     if not args.analyze_only:
         jobs = [dict(phantom=p, blend=bl, filters=f, variant=v, epochs=args.epochs, every=args.every,
                      size=args.size, seed=args.seed, lock_epoch=args.lock_epoch, out=args.out,
