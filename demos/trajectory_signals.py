@@ -27,7 +27,9 @@ that of y_j. Measured: it fails, because the fit raises y_j's high frequencies i
 (docs/separation_stability.md section 6).
 Variant ``wide`` (kernels only): ``kernel_size=--wide-size`` (default 25x25), initialised with the 7x7 kernels in
 the centre, so the initial filters are the paper's but a wide ghost such as the DoG 1.5-6 px of blend G3 can be
-represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``. Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
+represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``. Variant ``ramp<K>`` (e.g. ``ramp2``): the
+defaults with the exclusion weight ramped linearly from gamma_excl to (1 + K) gamma_excl over the fit, so that the
+exclusion grows with the image DIPs' capacity to fit fine detail (an experiment, not a package option). Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
 ``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
@@ -140,11 +142,15 @@ def fit_and_record(job: dict) -> tuple:
                              kernel_size=size)
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
+    m = re.fullmatch(r"ramp(\d+)", job["variant"])
+    ramp, gamma0 = (float(m.group(1)), float(opts.gamma_excl)) if m else (None, None)
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
         if job["variant"] == "lock" and epoch == job["lock_epoch"]:
             _lock_mixing(fit.model, torch)
+        if ramp is not None:  # exclusion weight ramped linearly from gamma_0 to (1 + ramp) gamma_0 over the fit
+            fit.opts.gamma_excl = gamma0 * (1.0 + ramp * epoch / opts.epochs)
         if epoch < opts.epochs and job["variant"] == "bandpen":
             out, _ = _band_penalty_step(fit, epoch, job["band_penalty"], torch)
         elif epoch < opts.epochs:
@@ -302,7 +308,7 @@ def main() -> None:
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
     ap.add_argument("--variants", default="default",
-                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B> and/or lock")
+                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B>, ramp<K> and/or lock")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")
     ap.add_argument("--wide-size", type=int, default=25, help="kernel support of the wide variant (px)")
