@@ -28,8 +28,8 @@ that of y_j. Measured: it fails, because the fit raises y_j's high frequencies i
 Variant ``wide`` (kernels only): ``kernel_size=--wide-size`` (default 25x25), initialised with the 7x7 kernels in
 the centre, so the initial filters are the paper's but a wide ghost such as the DoG 1.5-6 px of blend G3 can be
 represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``. Variant ``ramp<K>`` (e.g. ``ramp2``): the
-defaults with the exclusion weight ramped linearly from gamma_excl to (1 + K) gamma_excl over the fit, so that the
-exclusion grows with the image DIPs' capacity to fit fine detail (an experiment, not a package option). Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
+defaults with ``gamma_ramp=K``: the exclusion weight rises linearly from gamma_excl to (1 + K) gamma_excl over the first
+2000 epochs, so that the exclusion grows with the image DIPs' capacity to fit fine detail. Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
 ``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
@@ -136,21 +136,18 @@ def fit_and_record(job: dict) -> tuple:
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
     sizes = _split_sizes(job["variant"])
+    ramp = re.fullmatch(r"ramp(\d+)", job["variant"])
     size = job["wide_size"] if job["variant"] in ("wide", "wideband") else sizes if sizes else 7
     opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
                              band_constraint=job["variant"] in ("band", "wideband") or bool(sizes),
-                             kernel_size=size)
+                             kernel_size=size, gamma_ramp=float(ramp.group(1)) if ramp else None)
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
-    m = re.fullmatch(r"ramp(\d+)", job["variant"])
-    ramp, gamma0 = (float(m.group(1)), float(opts.gamma_excl)) if m else (None, None)
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
         if job["variant"] == "lock" and epoch == job["lock_epoch"]:
             _lock_mixing(fit.model, torch)
-        if ramp is not None:  # exclusion weight ramped linearly from gamma_0 to (1 + ramp) gamma_0 over the fit
-            fit.opts.gamma_excl = gamma0 * (1.0 + ramp * epoch / opts.epochs)
         if epoch < opts.epochs and job["variant"] == "bandpen":
             out, _ = _band_penalty_step(fit, epoch, job["band_penalty"], torch)
         elif epoch < opts.epochs:

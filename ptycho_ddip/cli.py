@@ -82,6 +82,9 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
                    help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs); a list runs a sweep (one result per "
                         "setting, a comparison figure and a metrics table); 'auto' chooses it without ground truth")
+    p.add_argument("--gamma-ramp", type=float, metavar="R",
+                   help="raise the exclusion weight linearly to (1 + R) x gamma over the first 2000 epochs "
+                        "(docs/separation_stability.md section 8)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=("balanced", "paper"),
@@ -129,7 +132,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None),
              "snapshot_every": getattr(args, "snapshot_every", None),
              "band_constraint": getattr(args, "band_constraint", None),
-             "kernel_size": getattr(args, "kernel_size", None)}
+             "kernel_size": getattr(args, "kernel_size", None),
+             "gamma_ramp": getattr(args, "gamma_ramp", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True

@@ -193,6 +193,21 @@ def test_wide_band_constrained_kernels_of_two_sizes_on_both_paths():
     assert np.abs(high[ring]).max() > 1e-5 and fast.config["kernel_size"] == (11, 9)
 
 
+def test_gamma_ramp_raises_the_exclusion_weight_in_the_loss():
+    o = SeparationOptions(gamma_excl=0.5, gamma_ramp=2.0, gamma_ramp_epochs=10)
+    assert [o.exclusion_weight(e) for e in (0, 5, 10, 50)] == [0.5, 1.0, 1.5, 1.5]  # linear, then held
+    # the paper recipe and the default leave gamma constant; a negative ramp is refused
+    assert SeparationOptions(schedule="paper").exclusion_weight(10_000) == 0.5
+    with pytest.raises(ValueError, match="gamma_ramp"):
+        SeparationOptions(gamma_ramp=-1.0)
+    # the fit uses the ramped weight: total = mismatch + w(e) exclusion + weight term, per recorded epoch
+    r = separate(_small_blend().inputs, epochs=8, seed=1, progress=False, dtype="float64", gamma_ramp=3.0,
+                 gamma_ramp_epochs=4, weight_reg_epochs=2)
+    w = np.array([SeparationOptions(gamma_ramp=3.0, gamma_ramp_epochs=4).exclusion_weight(e) for e in range(8)])
+    np.testing.assert_allclose(r.loss[:, 1], r.loss[:, 2] + w * r.loss[:, 3] + r.loss[:, 4], rtol=1e-10)
+    assert w[0] == 0.5 and w[-1] == 2.0 and r.config["gamma_ramp"] == 3.0
+
+
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
     kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4)

@@ -14,9 +14,9 @@ SCHEDULES = ("balanced", "paper")
 #: what each schedule sets when the option itself is left at None
 SCHEDULE_PRESETS = {
     # the published recipe: exclusion as in the DDIP code (no gradient balancing), weight regulariser for 100 epochs
-    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False},
+    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0},
     # default: Gandelsman et al.'s gradient-balanced exclusion; see docs/separation_stability.md for the measurements
-    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False},
+    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0},
 }
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -40,6 +40,11 @@ class SeparationOptions:
         low-pass, the others high-pass (the paper's assignment). Swap for data where slice 1 is hit by the strong
         scatterer's ghost.
     gamma_excl : weight of the exclusion loss; None = 0.5 for kernels, 0.1 for shallow DIPs.
+    gamma_ramp, gamma_ramp_epochs : the exclusion weight at epoch e is
+        ``gamma_excl * (1 + gamma_ramp * min(e / gamma_ramp_epochs, 1))`` (:meth:`exclusion_weight`): it grows
+        linearly over the first ``gamma_ramp_epochs`` epochs, while the image DIPs gain the capacity to fit fine
+        detail (and with it the ghost), then stays. It does not depend on ``epochs``, so a resumed or extended run
+        continues the same schedule. None = from the schedule; measured in docs/separation_stability.md section 8.
     epochs : number of fitting epochs (one Adam step each).
     lr, lr_decay, lr_step : Adam learning rate, multiplied by ``lr_decay`` every ``lr_step`` epochs.
     lr_schedule : ``"step"`` (the paper's: the lr_decay/lr_step steps above) or ``"cosine"`` (lr decays as
@@ -93,6 +98,8 @@ class SeparationOptions:
     kernel_size: int | tuple = 7
     ghost_kinds: Optional[tuple] = None
     gamma_excl: Optional[float] = None
+    gamma_ramp: Optional[float] = None
+    gamma_ramp_epochs: int = 2000
     epochs: int = 2000
     lr: float = 1e-3
     lr_decay: float = 0.9
@@ -142,7 +149,7 @@ class SeparationOptions:
             self.gamma_excl = DEFAULT_GAMMA[self.filters]
         if not self.gamma_excl >= 0:
             raise ValueError(f"gamma_excl must be >= 0, got {self.gamma_excl}")
-        for name in ("epochs", "lr_step", "ensemble", "log_every", "monitor_every"):
+        for name in ("epochs", "lr_step", "ensemble", "log_every", "monitor_every", "gamma_ramp_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and 0 < self.lr_decay <= 1 and self.weight_reg >= 0 and self.noise_scale > 0):
@@ -156,8 +163,8 @@ class SeparationOptions:
         for name, value in SCHEDULE_PRESETS[self.schedule].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every"):
-            if int(getattr(self, name)) < 0:
+        for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp"):
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be one of {DEVICES} or cuda:N, got {self.device!r}")
@@ -168,6 +175,11 @@ class SeparationOptions:
             raise ValueError("channels and skip_channels need the same length")
         if (self.checkpoint_every or self.resume) and not self.checkpoint_path:
             raise ValueError("checkpoint_every/resume need a checkpoint_path")
+
+    def exclusion_weight(self, epoch: int) -> float:
+        """The exclusion-loss weight at ``epoch`` (0-based): gamma_excl, ramped by gamma_ramp (see the class)."""
+        e = self.gamma_ramp_epochs
+        return float(self.gamma_excl) * (1.0 + float(self.gamma_ramp) * min(epoch, e) / e)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -258,7 +258,7 @@ class Fit:
         out = self.model()
         with record_function("ddip.losses"):
             mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs)
-            per_member = mis + float(self.opts.gamma_excl) * exc + reg
+            per_member = mis + self.opts.exclusion_weight(epoch) * exc + reg
         self.optim.zero_grad(set_to_none=True)
         with record_function("ddip.backward"):
             per_member.sum().backward()
