@@ -88,13 +88,11 @@ def _split_sizes(variant: str) -> tuple:
     return (int(m.group(1)), int(m.group(2))) if m else ()
 
 
-def _band_penalty_step(fit, epoch: int, weight: float, torch):
-    """One step of ``fit`` with a band penalty on low-pass ghost filters: weight * relu(r - 1)^2 summed over the
+def _band_penalty(fit, weight: float, torch):
+    """The band penalty on low-pass ghost filters, as a ``Fit.step`` penalty: weight * relu(r - 1)^2 summed over the
     low-pass pairs, r = HF amplitude of f_ij(y_j) / HF amplitude of y_j (HF = x - G(1 px) x). A low-pass ghost
     cannot carry more high frequency than its source; the shallow-DIP filters were measured at r = 29-48."""
     import torch.nn.functional as F
-
-    from ptycho_ddip.separation.separate import _member_losses
 
     x = torch.arange(-3.0, 4.0, dtype=fit.target.dtype)
     g1 = torch.exp(-x**2 / 2.0)
@@ -105,23 +103,16 @@ def _band_penalty_step(fit, epoch: int, weight: float, torch):
         b = F.conv2d(F.pad(a[:, None], (3, 3, 3, 3), mode="reflect"), kern)[:, 0]
         return (a - b).std(dim=(-2, -1))
 
-    model, opts = fit.model, fit.opts
-    out = model()
-    mis, exc, reg = _member_losses(model, out, fit.target, opts, epoch, fit.pairs)
-    y, g = out["y"], out["ghosts"]
-    k, n = y.shape[:2]
-    low = [i for i in range(n) if model.ghost_kinds[i] == "lowpass"]
-    pen = y.new_zeros(k)
-    for i in low:
-        for q, j in enumerate([j for j in range(n) if j != i]):
-            r = hf(g[:, i, q]) / (hf(y[:, j]) + 1e-8)
-            pen = pen + torch.relu(r - 1.0) ** 2
-    total = mis + float(opts.gamma_excl) * exc + reg + weight * pen
-    fit.optim.zero_grad(set_to_none=True)
-    total.sum().backward()
-    fit.optim.step()
-    fit.sched.step()
-    return out, torch.stack([total, mis, exc, reg], dim=1).detach()
+    def penalty(out):
+        y, g = out["y"], out["ghosts"]
+        k, n = y.shape[:2]
+        pen = y.new_zeros(k)
+        for i in (i for i in range(n) if fit.model.ghost_kinds[i] == "lowpass"):
+            for q, j in enumerate([j for j in range(n) if j != i]):
+                pen = pen + torch.relu(hf(g[:, i, q]) / (hf(y[:, j]) + 1e-8) - 1.0) ** 2
+        return weight * pen
+
+    return penalty
 
 
 def fit_and_record(job: dict) -> tuple:
@@ -143,15 +134,14 @@ def fit_and_record(job: dict) -> tuple:
                              kernel_size=size, gamma_ramp=float(ramp.group(1)) if ramp else None)
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
+    penalty = _band_penalty(fit, job["band_penalty"], torch) if job["variant"] == "bandpen" else None
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
         if job["variant"] == "lock" and epoch == job["lock_epoch"]:
             _lock_mixing(fit.model, torch)
-        if epoch < opts.epochs and job["variant"] == "bandpen":
-            out, _ = _band_penalty_step(fit, epoch, job["band_penalty"], torch)
-        elif epoch < opts.epochs:
-            out, _ = fit.step(epoch)  # outputs of the state after `epoch` steps
+        if epoch < opts.epochs:
+            out, _ = fit.step(epoch, penalty)  # outputs of the state after `epoch` steps
         else:
             with torch.no_grad():
                 out = fit.model()

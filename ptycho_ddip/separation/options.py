@@ -143,8 +143,10 @@ class SeparationOptions:
             if bad:
                 raise ValueError(f"ghost_kinds entries must be in {GHOST_KINDS}, got {bad}")
         ks = kernel_sizes(self.kernel_size)  # validates
-        self.kernel_size = ks["lowpass"] if ks["lowpass"] == ks["highpass"] and not isinstance(
-            self.kernel_size, (list, tuple)) else (ks["lowpass"], ks["highpass"])  # int, or a JSON list back to a pair
+        if isinstance(self.kernel_size, (list, tuple)):
+            self.kernel_size = (ks["lowpass"], ks["highpass"])  # a JSON list back to the pair
+        else:
+            self.kernel_size = ks["lowpass"]
         if self.gamma_excl is None:
             self.gamma_excl = DEFAULT_GAMMA[self.filters]
         if not self.gamma_excl >= 0:

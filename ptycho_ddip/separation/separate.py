@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..runtime import configure_threads, resolve_device
 from .batched import build_model
-from .networks import kernel_sizes
 from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
 from .metrics import correlation, ghost_to_signal, gradient_correlation
+from .networks import kernel_sizes
 from .options import SeparationOptions
 
 LOSS_COLUMNS = ("epoch", "total", "mismatch", "exclusion", "weight")
@@ -232,7 +232,8 @@ class Fit:
     """Model, optimiser and schedule of members ``seeds`` on normalised images ``target_np`` (N, H, W).
 
     ``step(epoch)`` runs one Adam step of every member and returns the model outputs (before the step) and a (K, 4)
-    tensor of total, mismatch, exclusion and weight losses, left on the device (no host sync).
+    tensor of total, mismatch, exclusion and weight losses, left on the device (no host sync). ``penalty``, if
+    given, maps the model outputs to an extra (K,) loss added to the total (for experiments, e.g. the demos).
     """
 
     def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device):
@@ -254,11 +255,13 @@ class Fit:
         self.sched = make_schedule(self.optim, opts)
         self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
 
-    def step(self, epoch: int) -> tuple:
+    def step(self, epoch: int, penalty: Optional[Callable] = None) -> tuple:
         out = self.model()
         with record_function("ddip.losses"):
             mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs)
             per_member = mis + self.opts.exclusion_weight(epoch) * exc + reg
+            if penalty is not None:
+                per_member = per_member + penalty(out)
         self.optim.zero_grad(set_to_none=True)
         with record_function("ddip.backward"):
             per_member.sum().backward()
