@@ -128,10 +128,12 @@ def fit_and_record(job: dict) -> tuple:
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
     sizes = _split_sizes(job["variant"])
     ramp = re.fullmatch(r"ramp(\d+)", job["variant"])
+    anchor = re.fullmatch(r"anchor([\d.]*)", job["variant"])
     size = job["wide_size"] if job["variant"] in ("wide", "wideband") else sizes if sizes else 7
     opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
                              band_constraint=job["variant"] in ("band", "wideband") or bool(sizes),
-                             kernel_size=size, gamma_ramp=float(ramp.group(1)) if ramp else None)
+                             kernel_size=size, gamma_ramp=float(ramp.group(1)) if ramp else None,
+                             exclusion_input=float(anchor.group(1) or 1.0) if anchor else None)
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
     penalty = _band_penalty(fit, job["band_penalty"], torch) if job["variant"] == "bandpen" else None

@@ -9,7 +9,7 @@ from ptycho_ddip.separation.metrics import correlation, ghost_to_signal, separat
 from ptycho_ddip.separation.model import DDIPModel
 from ptycho_ddip.separation.networks import KernelFilter, ShallowDIPFilter, SkipDIP
 from ptycho_ddip.separation.options import SeparationOptions
-from ptycho_ddip.separation.separate import separate
+from ptycho_ddip.separation.separate import Fit, input_anchor_pairs, separate
 
 
 @pytest.fixture(autouse=True)
@@ -208,6 +208,28 @@ def test_gamma_ramp_raises_the_exclusion_weight_in_the_loss():
     assert w[0] == 0.5 and w[-1] == 2.0 and r.config["gamma_ramp"] == 3.0
 
 
+def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
+    assert input_anchor_pairs(("lowpass", "highpass")) == ([1], [0])
+    assert input_anchor_pairs(("lowpass", "highpass", "highpass")) == ([1, 2], [0, 0])
+    assert input_anchor_pairs(("highpass", "lowpass")) == ([0], [1])
+    assert input_anchor_pairs(("highpass", "highpass")) == ([], [])
+    # the recorded exclusion term is the plain one plus exclusion(y_2, I_1) over the first 3 scales, balanced
+    b = _small_blend()
+    x = b.inputs / b.inputs.max()
+    for fast in (True, False):
+        o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.7, fast=fast, threads=1)
+        fit = Fit(x, o, [3], torch.device("cpu"))
+        out, losses = fit.step(0)
+        y, t = out["y"][0].detach(), fit.target[0]
+        ref = (exclusion_loss(y[0][None, None], y[1][None, None], balance=True)
+               + 0.7 * exclusion_loss(y[1][None, None], t[0][None, None], scales=3, balance=True))
+        assert ref.item() > 0
+        np.testing.assert_allclose(losses[0, 2].item(), ref.item(), rtol=1e-10)
+    assert SeparationOptions().exclusion_input == SeparationOptions(schedule="paper").exclusion_input == 0.0
+    with pytest.raises(ValueError, match="exclusion_input"):
+        SeparationOptions(exclusion_input=-1.0)
+
+
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
     kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4)
@@ -252,7 +274,8 @@ def test_ensemble_mean_std_and_members():
 
 @pytest.mark.parametrize("filters,n_slices,epochs,extra", [("kernel", 2, 10, {}),
                                                            ("dip", 2, 3, {"exclusion_ghost": 0.5}),
-                                                           ("kernel", 3, 2, {"ghost_norm": True})])
+                                                           ("kernel", 3, 2, {"ghost_norm": True,
+                                                                             "exclusion_input": 1.0})])
 def test_batched_ensemble_equals_separate_runs_and_plain_path(filters, n_slices, epochs, extra):
     """The fast batched path computes the plain path's function: in float64 a member of a 3-member batch equals
     the single plain run of its seed after some Adam steps. (Shallow-DIP filters and ghost_norm amplify rounding

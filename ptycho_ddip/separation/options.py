@@ -14,9 +14,11 @@ SCHEDULES = ("balanced", "paper")
 #: what each schedule sets when the option itself is left at None
 SCHEDULE_PRESETS = {
     # the published recipe: exclusion as in the DDIP code (no gradient balancing), weight regulariser for 100 epochs
-    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0},
+    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0,
+              "exclusion_input": 0.0},
     # default: Gandelsman et al.'s gradient-balanced exclusion; see docs/separation_stability.md for the measurements
-    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0},
+    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0,
+                 "exclusion_input": 0.0},
 }
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -81,6 +83,13 @@ class SeparationOptions:
         shallow-DIP filters. None = from the schedule.
     exclusion_ghost : extra exclusion, with this weight relative to gamma_excl, between each y_i and the ghosts
         f_ij(y_j) it receives.
+    exclusion_input, exclusion_input_scales : extra exclusion, with this weight relative to gamma_excl, between each
+        slice y_i that receives a high-pass ghost and the *input* image I_j of each slice that receives a low-pass
+        ghost, over the first ``exclusion_input_scales`` scales (1, 2, 4 px for 3: the band of high-pass ghosts).
+        I_j holds slice j's edges from the first epoch, while y_j learns them only gradually; where y_j has not
+        yet learned them, plain exclusion against y_j cannot stop y_i from taking slice j's high-pass ghost
+        (docs/separation_stability.md section 9). A low-pass ghost adds few fine edges to I_j, so the anchor
+        hardly sees slice i's own content there. None = from the schedule.
     match_inputs : assign the fitted outputs to the input slices by maximal correlation (undoes a swapped fit,
         where DIP-1 ends up with slice 2's features); ``config["permutations"]`` records what was done. ``alpha``
         always refers to the fitted model's slots.
@@ -121,6 +130,8 @@ class SeparationOptions:
     match_inputs: bool = True
     exclusion_balance: Optional[bool] = None
     exclusion_ghost: float = 0.0
+    exclusion_input: Optional[float] = None
+    exclusion_input_scales: int = 3
     band_constraint: Optional[bool] = None
     log_every: int = 10
     monitor_every: int = 50
@@ -151,7 +162,8 @@ class SeparationOptions:
             self.gamma_excl = DEFAULT_GAMMA[self.filters]
         if not self.gamma_excl >= 0:
             raise ValueError(f"gamma_excl must be >= 0, got {self.gamma_excl}")
-        for name in ("epochs", "lr_step", "ensemble", "log_every", "monitor_every", "gamma_ramp_epochs"):
+        for name in ("epochs", "lr_step", "ensemble", "log_every", "monitor_every", "gamma_ramp_epochs",
+                     "exclusion_input_scales"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and 0 < self.lr_decay <= 1 and self.weight_reg >= 0 and self.noise_scale > 0):
@@ -165,7 +177,8 @@ class SeparationOptions:
         for name, value in SCHEDULE_PRESETS[self.schedule].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp"):
+        for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp",
+                     "exclusion_input"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

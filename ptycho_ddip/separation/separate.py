@@ -25,6 +25,7 @@ from ..runtime import configure_threads, resolve_device
 from .batched import build_model
 from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
 from .metrics import correlation, ghost_to_signal, gradient_correlation
+from .model import default_ghost_kinds
 from .networks import kernel_sizes
 from .options import SeparationOptions
 
@@ -194,6 +195,14 @@ def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
     return comps
 
 
+def input_anchor_pairs(ghost_kinds: Sequence[str]) -> tuple:
+    """(slices, inputs) index lists of the input-anchored exclusion: every slice that receives a high-pass ghost
+    paired with the input of every slice that receives a low-pass ghost."""
+    pairs = [(i, j) for i, ki in enumerate(ghost_kinds) for j, kj in enumerate(ghost_kinds)
+             if ki == "highpass" and kj == "lowpass"]
+    return [i for i, _ in pairs], [j for _, j in pairs]
+
+
 def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
                    pairs: tuple) -> tuple:
     """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
@@ -212,6 +221,12 @@ def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptio
         own = y[:, [i for i in range(n) for _ in range(n - 1)]]
         exc = exc + opts.exclusion_ghost * exclusion_pairs(own, g.reshape(k, n * (n - 1), *y.shape[-2:]),
                                                            balance=bal)
+    if opts.exclusion_input > 0:
+        hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(n))
+        if hp:
+            anchor = target[:, lp].expand(k, -1, -1, -1)
+            exc = exc + opts.exclusion_input * exclusion_pairs(y[:, hp], anchor, scales=opts.exclusion_input_scales,
+                                                               balance=bal)
     if epoch < opts.weight_reg_epochs:
         reg = opts.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
     else:
