@@ -193,6 +193,41 @@ def kernel_sizes(args, threads: int, devices: list) -> None:
                 print(f"{d:>6} {s:>5} {label:>12} {t:8.4f} {t / base:6.3f} {r['matmul_gflops']:11.1f}", flush=True)
 
 
+def _option_value(text: str):
+    """'1.0' -> 1.0, 'true' -> True, '25/7' -> (25, 7), else the string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if "/" in text:
+        return tuple(int(v) for v in text.split("/"))
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def option_sets(args, threads: int, devices: list) -> None:
+    """Cost of option sets ("k=v,k=v;k=v") against the first set, interleaved in one process per (size, filters)."""
+    sets = [s.strip() for s in args.option_sets.split(";")]
+    variants = [(s or "defaults", True, 1, {k: _option_value(v) for k, v in
+                                            (kv.split("=") for kv in s.split(",") if kv)}) for s in sets]
+    print(f"DDIP option sets, fast path: {threads} CPU threads; {args.epochs} epochs x {args.repeats} interleaved "
+          f"rounds after {args.warmup} warm-up epochs; medians; ratio against {variants[0][0]!r}")
+    print(f"{'device':>6} {'size':>5} {'filters':>7} {'options':>28} {'s/ep':>8} {'ratio':>6} {'matmul GF/s':>11}")
+    for d in devices:
+        for s in args.sizes.split(","):
+            for f in args.filters.split(","):
+                cfg = {"device": d, "size": int(s), "filters": f, "epochs": args.epochs, "warmup": args.warmup,
+                       "rounds": args.repeats, "threads": threads, "variants": variants}
+                r = _run_child("child-compare", cfg)
+                base = r["s_per_epoch"][variants[0][0]]
+                for label, t in r["s_per_epoch"].items():
+                    print(f"{d:>6} {s:>5} {f:>7} {label:>28} {t:8.4f} {t / base:6.3f} {r['matmul_gflops']:11.1f}",
+                          flush=True)
+
+
 def ensembles(args, threads: int, devices: list) -> None:
     ks = [int(k) for k in args.ensembles.split(",")]
     print(f"DDIP batched ensembles (fast path): {threads} CPU threads; seconds per epoch per member; one process "
@@ -230,6 +265,9 @@ def main() -> None:
     ap.add_argument("--kernel-sizes", default="",
                     help="e.g. 7,25/7,25: cost of (low-pass/high-pass) kernel sizes with the band constraint "
                          "against plain 7x7")
+    ap.add_argument("--option-sets", default="",
+                    help='e.g. "exclusion_input=0;exclusion_input=1": cost of SeparationOptions sets (k=v,k=v; '
+                         'sets separated by ;) against the first, interleaved')
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-compare", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -246,7 +284,9 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
     threads = args.threads or usable_cpus()
-    if args.compare or args.ensembles or args.kernel_sizes:
+    if args.compare or args.ensembles or args.kernel_sizes or args.option_sets:
+        if args.option_sets:
+            option_sets(args, threads, devices)
         if args.compare:
             compare(args, threads, devices)
         if args.kernel_sizes:

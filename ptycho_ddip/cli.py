@@ -85,6 +85,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--gamma-ramp", type=float, metavar="R",
                    help="raise the exclusion weight linearly to (1 + R) x gamma over the first 2000 epochs "
                         "(docs/separation_stability.md section 8)")
+    p.add_argument("--exclusion-input", type=float, metavar="W",
+                   help="weight (relative to gamma) of the exclusion between each slice receiving a high-pass "
+                        "ghost and the input of each slice receiving a low-pass ghost; 0 = off "
+                        "(docs/separation_stability.md section 9)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=("balanced", "paper"),
@@ -133,7 +137,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "snapshot_every": getattr(args, "snapshot_every", None),
              "band_constraint": getattr(args, "band_constraint", None),
              "kernel_size": getattr(args, "kernel_size", None),
-             "gamma_ramp": getattr(args, "gamma_ramp", None)}
+             "gamma_ramp": getattr(args, "gamma_ramp", None),
+             "exclusion_input": getattr(args, "exclusion_input", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True
