@@ -30,7 +30,9 @@ the centre, so the initial filters are the paper's but a wide ghost such as the 
 represented. Variant ``wideband``: ``wide`` with ``band_constraint=True``. Variant ``ramp<K>`` (e.g. ``ramp2``): the
 defaults with ``gamma_ramp=K``: the exclusion weight rises linearly from gamma_excl to (1 + K) gamma_excl over the first
 2000 epochs, so that the exclusion grows with the image DIPs' capacity to fit fine detail. Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
-``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``.
+``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``. Variant ``anchor<W>``
+(e.g. ``anchor`` = ``anchor1``): ``exclusion_input=W``, slice 2 excluded against the input of slice 1 as well.
+Variants joined by ``+`` combine (``anchor+lp25hp7``).
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
@@ -88,6 +90,23 @@ def _split_sizes(variant: str) -> tuple:
     return (int(m.group(1)), int(m.group(2))) if m else ()
 
 
+def variant_options(variant: str, wide_size: int = 25) -> dict:
+    """SeparationOptions of a variant; components joined by ``+`` combine (e.g. ``anchor+lp25hp7``)."""
+    opts: dict = {}
+    for part in variant.split("+"):
+        sizes, ramp = _split_sizes(part), re.fullmatch(r"ramp(\d+)", part)
+        anchor = re.fullmatch(r"anchor([\d.]*)", part)
+        if part in ("band", "wideband") or sizes:
+            opts["band_constraint"] = True
+        if part in ("wide", "wideband") or sizes:
+            opts["kernel_size"] = sizes or wide_size
+        if ramp:
+            opts["gamma_ramp"] = float(ramp.group(1))
+        if anchor:
+            opts["exclusion_input"] = float(anchor.group(1) or 1.0)
+    return opts
+
+
 def _band_penalty(fit, weight: float, torch):
     """The band penalty on low-pass ghost filters, as a ``Fit.step`` penalty: weight * relu(r - 1)^2 summed over the
     low-pass pairs, r = HF amplitude of f_ij(y_j) / HF amplitude of y_j (HF = x - G(1 px) x). A low-pass ghost
@@ -126,14 +145,8 @@ def fit_and_record(job: dict) -> tuple:
     f1, f2, alpha, _ = BLENDS[job["blend"]]
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
-    sizes = _split_sizes(job["variant"])
-    ramp = re.fullmatch(r"ramp(\d+)", job["variant"])
-    anchor = re.fullmatch(r"anchor([\d.]*)", job["variant"])
-    size = job["wide_size"] if job["variant"] in ("wide", "wideband") else sizes if sizes else 7
     opts = SeparationOptions(filters=job["filters"], epochs=job["epochs"], seed=job["seed"], threads=1,
-                             band_constraint=job["variant"] in ("band", "wideband") or bool(sizes),
-                             kernel_size=size, gamma_ramp=float(ramp.group(1)) if ramp else None,
-                             exclusion_input=float(anchor.group(1) or 1.0) if anchor else None)
+                             **variant_options(job["variant"], job["wide_size"]))
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
     penalty = _band_penalty(fit, job["band_penalty"], torch) if job["variant"] == "bandpen" else None
@@ -297,7 +310,8 @@ def main() -> None:
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
     ap.add_argument("--variants", default="default",
-                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B>, ramp<K> and/or lock")
+                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B>, ramp<K>, anchor<W> "
+                         "and/or lock; join with + to combine (anchor+lp25hp7)")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")
     ap.add_argument("--wide-size", type=int, default=25, help="kernel support of the wide variant (px)")
