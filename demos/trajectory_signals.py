@@ -32,7 +32,8 @@ defaults with ``gamma_ramp=K``: the exclusion weight rises linearly from gamma_e
 2000 epochs, so that the exclusion grows with the image DIPs' capacity to fit fine detail. Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
 ``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``. Variant ``anchor<W>``
 (e.g. ``anchor`` = ``anchor1``): ``exclusion_input=W``, slice 2 excluded against the input of slice 1 as well.
-Variants joined by ``+`` combine (``anchor+lp25hp7``).
+Variants joined by ``+`` combine (``anchor+lp25hp7``). Since section 9 the package default includes the anchor
+(``exclusion_input=1``): the saved ``default`` trajectories of earlier rounds are the variant ``noanchor`` today.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
 std(f_ij(y_j)) / std(y_j) is held at its value then, so that the model can no longer move ghost amplitude from the
 ghost term into y_i by shrinking the ghost weight or the filter gain (an experiment, not a package option).
@@ -104,6 +105,8 @@ def variant_options(variant: str, wide_size: int = 25) -> dict:
             opts["gamma_ramp"] = float(ramp.group(1))
         if anchor:
             opts["exclusion_input"] = float(anchor.group(1) or 1.0)
+        if part == "noanchor":  # the default before the input-anchored exclusion (the "default" rows up to round 4)
+            opts["exclusion_input"] = 0.0
     return opts
 
 

@@ -225,7 +225,7 @@ def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
                + 0.7 * exclusion_loss(y[1][None, None], t[0][None, None], scales=3, balance=True))
         assert ref.item() > 0
         np.testing.assert_allclose(losses[0, 2].item(), ref.item(), rtol=1e-10)
-    assert SeparationOptions().exclusion_input == SeparationOptions(schedule="paper").exclusion_input == 0.0
+    assert SeparationOptions().exclusion_input == 1.0 and SeparationOptions(schedule="paper").exclusion_input == 0.0
     with pytest.raises(ValueError, match="exclusion_input"):
         SeparationOptions(exclusion_input=-1.0)
 
