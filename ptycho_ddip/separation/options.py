@@ -55,7 +55,8 @@ class SeparationOptions:
         the one validation blend tried it did not stop the ghost's comeback.
     weight_reg, weight_reg_epochs : ``weight_reg * sum (alpha - 0.5)^2`` during the first ``weight_reg_epochs``
         (None = from the schedule).
-    schedule : ``"balanced"`` (default: gradient-balanced exclusion, which keeps both slices clean over long fits)
+    schedule : ``"balanced"`` (default: gradient-balanced exclusion plus the input-anchored exclusion, which keep the
+        slices cleaner over long fits)
         or ``"paper"`` (the published recipe, to reproduce the paper). Options left at None take the schedule's
         values (``SCHEDULE_PRESETS``); options given explicitly win.
     seed : seeds the noise inputs and the network weights (ensemble member k uses seed + k).
@@ -90,7 +91,7 @@ class SeparationOptions:
         I_j holds slice j's edges from the first epoch, while y_j learns them only gradually; where y_j has not
         yet learned them, plain exclusion against y_j cannot stop y_i from taking slice j's high-pass ghost
         (docs/separation_stability.md section 9). A low-pass ghost adds few fine edges to I_j, so the anchor
-        hardly sees slice i's own content there. None = from the schedule.
+        hardly sees slice i's own content there. None = from the schedule (1 in "balanced", 0 in "paper").
     match_inputs : assign the fitted outputs to the input slices by maximal correlation (undoes a swapped fit,
         where DIP-1 ends up with slice 2's features); ``config["permutations"]`` records what was done. ``alpha``
         always refers to the fitted model's slots.
