@@ -2,10 +2,12 @@
 recipe does not, on the same small case.
 
 Case: au-nio phantom 96x96 (seed 0), blend G1 (Gaussian sigma 2 low-pass ghost on slice 1, DoG 0.7-3 high-pass ghost
-on slice 2, alpha 0.7/0.3), kernel filters, gamma_excl 0.5, seed 0, 1000 epochs. Measured on the project's CPU
-machines (ghost-to-signal ratio of slice 1; input 0.627): default ('balanced') 0.135 at epoch 1000 and falling
-(0.23 at 800); paper 0.61 at 1000 (0.65 at 800). The bound, 0.5 x the input's ratio (0.31), sits between them with a
-margin of more than 2x on both sides. Slice 2 must stay clean for both (<= 0.3 x input).
+on slice 2, alpha 0.7/0.3), kernel filters, gamma_excl 0.5, seed 0, 1500 epochs. Measured on the project's CPU
+machines (ghost-to-signal ratio of slice 1; input 0.627): default ('balanced', with the input-anchored exclusion of
+docs/separation_stability.md section 9, which cleans slice 1 more slowly on this blend) 0.36 at 1000, 0.20 at 1400,
+0.17 at 1500 and falling; paper 0.61 at 1000, 0.52 at 1500. The bound, 0.5 x the input's ratio (0.31), sits between
+them with a margin of more than 1.5x on both sides from epoch 1400. Slice 2 must stay clean for both
+(<= 0.3 x input; measured 0.018 and 0.021 at 1500).
 """
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ def case():
 
 
 def _run(b, schedule):
-    return separate(b.inputs, schedule=schedule, filters="kernel", epochs=1000, seed=0, progress=False,
+    return separate(b.inputs, schedule=schedule, filters="kernel", epochs=1500, seed=0, progress=False,
                     truth=b.truth, ghosts=b.ghosts, monitor_every=100)
 
 
@@ -34,7 +36,7 @@ def test_default_schedule_holds_where_paper_schedule_breaks(case):
     results = {s: _run(case, s) for s in ("balanced", "paper")}
     for schedule, res in results.items():
         cols = list(res.monitor_columns)
-        late = res.monitor[res.monitor[:, 0] >= 900]
+        late = res.monitor[res.monitor[:, 0] >= 1400]
         g1 = late[:, cols.index("ghost_to_signal_1")]
         g2 = late[:, cols.index("ghost_to_signal_2")]
         assert np.all(g2 <= bound2), (schedule, g2)  # slice 2 clean in both
