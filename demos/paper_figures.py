@@ -43,7 +43,7 @@ def _job(job: dict):
     b = blend(make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"]).normalized())
     opts = SeparationOptions(filters=job["filters"], gamma_excl=job["gamma"], epochs=job["epochs"],
                              ensemble=job["ensemble"], seed=job["seed"], threads=1, device="cpu",
-                             monitor_every=max(job["epochs"] // 20, 1))
+                             monitor_every=max(job["epochs"] // 20, 1), exclusion_input=job["exclusion_input"])
     t0 = time.perf_counter()
     res = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
     return job, res, time.perf_counter() - t0
@@ -99,6 +99,8 @@ def main() -> None:
     ap.add_argument("--ensemble", type=int, default=3, help="members per gamma for the uncertainty study")
     ap.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exclusion-input", type=float, default=None,
+                    help="input-anchored exclusion weight (default: the schedule's; 0 reproduces docs/results.md)")
     args = ap.parse_args()
 
     from ptycho_ddip.phantoms import blend, make_phantom
@@ -111,7 +113,7 @@ def main() -> None:
     os.makedirs(figdir, exist_ok=True)
     os.makedirs(valdir, exist_ok=True)
     short = min(args.epochs, max(200, args.epochs // 4))
-    base = {"size": args.size, "seed": args.seed}
+    base = {"size": args.size, "seed": args.seed, "exclusion_input": args.exclusion_input}
     jobs = []
     for ph in PHANTOMS:
         for f, gammas in AUTO_GAMMAS.items():
