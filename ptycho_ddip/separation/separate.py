@@ -203,8 +203,15 @@ def input_anchor_pairs(ghost_kinds: Sequence[str]) -> tuple:
     return [i for i, _ in pairs], [j for _, j in pairs]
 
 
+def input_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tuple]:
+    """(slice indices, (1, P, H, W) anchor inputs) of the input-anchored exclusion on ``target`` (1, N, H, W), or
+    None when it is off or no slice pair qualifies; computed once per fit."""
+    hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(target.shape[1]))
+    return (hp, target[:, lp].contiguous()) if opts.exclusion_input > 0 and hp else None
+
+
 def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
-                   pairs: tuple) -> tuple:
+                   pairs: tuple, anchor: Optional[tuple] = None) -> tuple:
     """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
     member by member on the plain path."""
     y = out["y"]
@@ -221,12 +228,10 @@ def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptio
         own = y[:, [i for i in range(n) for _ in range(n - 1)]]
         exc = exc + opts.exclusion_ghost * exclusion_pairs(own, g.reshape(k, n * (n - 1), *y.shape[-2:]),
                                                            balance=bal)
-    if opts.exclusion_input > 0:
-        hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(n))
-        if hp:
-            anchor = target[:, lp].expand(k, -1, -1, -1)
-            exc = exc + opts.exclusion_input * exclusion_pairs(y[:, hp], anchor, scales=opts.exclusion_input_scales,
-                                                               balance=bal)
+    if anchor is not None:
+        hp, images = anchor
+        exc = exc + opts.exclusion_input * exclusion_pairs(y[:, hp], images.expand(k, -1, -1, -1),
+                                                           scales=opts.exclusion_input_scales, balance=bal)
     if epoch < opts.weight_reg_epochs:
         reg = opts.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
     else:
@@ -269,11 +274,13 @@ class Fit:
         self.optim = torch.optim.Adam(self.model.parameters(), lr=opts.lr, fused=fused or None)
         self.sched = make_schedule(self.optim, opts)
         self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
+        self.anchor = input_anchor(self.target, opts)
 
     def step(self, epoch: int, penalty: Optional[Callable] = None) -> tuple:
         out = self.model()
         with record_function("ddip.losses"):
-            mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs)
+            mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs,
+                                           self.anchor)
             per_member = mis + self.opts.exclusion_weight(epoch) * exc + reg
             if penalty is not None:
                 per_member = per_member + penalty(out)
