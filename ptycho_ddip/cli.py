@@ -81,7 +81,8 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
     p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
                    help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs); a list runs a sweep (one result per "
-                        "setting, a comparison figure and a metrics table); 'auto' chooses it without ground truth")
+                        "setting, a comparison figure and a metrics table); 'auto' fits every candidate (kernels 0.1-1, DIPs "
+                        "0.02-0.4) and keeps the one with the smallest truth-free crosstalk estimate")
     p.add_argument("--gamma-ramp", type=float, metavar="R",
                    help="raise the exclusion weight linearly to (1 + R) x gamma over the first 2000 epochs "
                         "(docs/separation_stability.md section 8)")
@@ -169,10 +170,14 @@ def _run_separate(args: argparse.Namespace) -> int:
 
             if len(filters) > 1:
                 raise ValueError("--gamma-excl auto chooses gamma for one filter type; give one --filters")
-            opts = auto_gamma_files(args.inputs, args.output, opts, AUTO_GAMMAS[opts.filters], part=args.part,
-                                    truth_sources=args.truth, overwrite=args.overwrite,
-                                    progress=not args.no_progress and comm.is_root, comm=comm)
-        elif (gammas and len(gammas) > 1) or len(filters) > 1:
+            res = auto_gamma_files(args.inputs, args.output, opts, AUTO_GAMMAS[opts.filters], part=args.part,
+                                   truth_sources=args.truth, overwrite=args.overwrite,
+                                   progress=not args.no_progress and comm.is_root, comm=comm)
+            if res is not None:
+                print(f"wrote {args.output}; gamma_excl = {res.config['gamma_excl']:g}; "
+                      f"alpha = {json.dumps(res.alpha.round(4).tolist())}")
+            return 0
+        if (gammas and len(gammas) > 1) or len(filters) > 1:
             from .separation.sweep import sweep_files, sweep_settings
 
             settings = sweep_settings(gammas or [None], filters)

@@ -20,12 +20,18 @@ def test_settings_combine_filters_and_gammas():
     assert Setting("kernel", 0.04).label == "kernel_g0.04"
 
 
-def test_choose_gamma_takes_the_largest_gamma_within_the_mismatch_tolerance():
-    rows = [{"gamma_excl": g, "mismatch": m} for g, m in [(0.1, 1.0), (0.2, 1.1), (0.4, 1.45), (1.0, 3.0)]]
-    assert choose_gamma(rows, tolerance=1.5) == 0.4
-    assert choose_gamma(rows, tolerance=1.05) == 0.1
+def test_choose_gamma_rules():
+    rows = [{"gamma_excl": g, "mismatch": m, "crosstalk": x}
+            for g, m, x in [(0.1, 1.0, 0.9), (0.2, 1.1, 0.4), (0.4, 1.45, 0.25), (1.0, 3.0, 0.3)]]
+    assert choose_gamma(rows) == 0.4  # smallest crosstalk estimate
+    rows[1]["crosstalk"] = 0.25  # a tie goes to the smaller gamma
+    assert choose_gamma(rows) == 0.2
+    assert choose_gamma(rows, rule="mismatch", tolerance=1.5) == 0.4
+    assert choose_gamma(rows, rule="mismatch", tolerance=1.05) == 0.1
     with pytest.raises(ValueError):
         choose_gamma([])
+    with pytest.raises(ValueError, match="rule"):
+        choose_gamma(rows, rule="psnr")
 
 
 def test_sweep_run_equals_single_runs_and_rows_have_metrics():
@@ -37,6 +43,7 @@ def test_sweep_run_equals_single_runs_and_rows_have_metrics():
     rows = sweep_rows(runs, b.truth, b.ghosts)
     assert [r["gamma_excl"] for r in rows] == [0.1, 0.8]
     assert all(np.isfinite(r["gsr2"]) and -1 <= r["corr1"] <= 1 for r in rows)
+    assert all(r["crosstalk"] == pytest.approx(0.5 * (r["xt1"] + r["xt2"])) for r in rows)
     # a larger gamma weights exclusion more: the final exclusion term is not larger
     assert rows[1]["exclusion"] <= rows[0]["exclusion"] * 1.05
 
@@ -63,6 +70,13 @@ def test_cli_sweep_and_auto_write_every_output(tmp_path, capsys):
     auto = str(tmp_path / "a.h5")
     assert main(["separate", str(inp), "-o", auto, "--gamma-excl", "auto", "--epochs", "3", "--no-progress"]) == 0
     choice = json.loads((tmp_path / "a_auto.json").read_text())
-    assert len(choice["rows"]) == 5
-    assert read_separation_result(auto)["config"]["gamma_excl"] == choice["gamma_excl"]
+    assert len(choice["rows"]) == 5 and all(np.isfinite(r["crosstalk"]) for r in choice["rows"])
     assert choice["gamma_excl"] == choose_gamma(choice["rows"])
+    chosen = read_separation_result(auto)
+    assert chosen["config"]["gamma_excl"] == choice["gamma_excl"]
+    # the chosen run is the sweep's run of that gamma, not a refit, and every candidate's result is kept
+    same = read_separation_result(str(tmp_path / f"a_kernel_g{choice['gamma_excl']:g}.h5"))
+    np.testing.assert_array_equal(chosen["separated"], same["separated"])
+    assert (tmp_path / "a_sweep.png").exists() and (tmp_path / "a.png").exists()
+    assert main(["separate", str(inp), "-o", auto, "--gamma-excl", "auto", "--epochs", "3", "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err

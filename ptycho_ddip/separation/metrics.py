@@ -14,6 +14,8 @@ Definitions (all images are 2-D float arrays of the same shape; units do not mat
 * without ground truth: **gradient correlation** (:func:`gradient_correlation`), the mean over 5 scales and both
   directions of |Pearson correlation| between the forward differences of two images (0 = no shared edges, the
   quantity the exclusion loss drives down); **normalised power spectrum** (:func:`power_spectrum`).
+* without ground truth: **crosstalk estimate** (:func:`crosstalk_estimate`), a ghost-to-signal ratio in which the
+  other slices' *inputs*, band-filtered to the band of the ghost the slice receives, stand in for the unknown ghost.
 """
 from __future__ import annotations
 
@@ -73,6 +75,69 @@ def ghost_to_signal(output: np.ndarray, truth: np.ndarray, ghost: np.ndarray) ->
     ghost_part = x[:, 2:] @ coef[2:]
     s = signal.std()
     return float(ghost_part.std() / s) if s > 0 else float("inf")
+
+
+def _ratio_explained(output: np.ndarray, regressors: Sequence[np.ndarray]) -> float:
+    """std of the least-squares fit of ``output`` on a constant and ``regressors`` over std of its residual."""
+    y = _flat(output)
+    x = np.stack([np.ones(y.size)] + [_flat(r) for r in regressors], axis=1)
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    fit = x[:, 1:] @ coef[1:]
+    rest = (y - y.mean()) - (fit - fit.mean())
+    s = rest.std()
+    return float(fit.std() / s) if s > 0 else float("inf")
+
+
+def crosstalk_estimate(outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Sequence[str] | None = None,
+                       low_sigma: float = 3.0, high_sigmas: Sequence[float] = (1.0, 3.0)) -> list:
+    """Truth-free estimate of each output slice's ghost-to-signal ratio (no ground truth needed).
+
+    A slice that receives a low-pass ghost is regressed on the low-pass ``G_low_sigma * I_j`` of the *input* of every
+    other slice j; a slice that receives a high-pass ghost on the high bands ``I_j - G_{s0} * I_j`` and
+    ``G_{s0} * I_j - G_{s1} * I_j`` (``high_sigmas``, pixels). The estimate is std(fitted part) / std(residual), the
+    form of :func:`ghost_to_signal` with the residual standing in for the signal. Why the inputs: the ghost slice j
+    leaves on slice i is a filtered copy of j's true slice, which the input I_j holds from the start; and when the
+    ghost kinds differ, I_j's own contamination by slice i lies in the other band (I_1 = s_1 + LP(s_2) has little
+    high-pass of s_2, I_2 = s_2 + HP(s_1) little low-pass of s_1), so the regression sees the residual ghost rather
+    than the slice's own signal. For two slices of the same ghost kind that argument fails, and the other slice's
+    *output* is used instead of its input.
+
+    The estimate is biased: independent random textures correlate a little by chance (about 0.02-0.05 on 96 x 96
+    images) and part of an input's band is the slice's own signal, so it is used to *rank* results of the same
+    images (:func:`ptycho_ddip.separation.sweep.choose_gamma`), not as an absolute number.
+
+    Parameters
+    ----------
+    outputs : (N, H, W) separated slices (any units).
+    inputs : (N, H, W) the contaminated input slices.
+    ghost_kinds : per slice ``"lowpass"`` / ``"highpass"``; None = slice 1 low-pass, the others high-pass.
+    low_sigma, high_sigmas : Gaussian widths in pixels of the bands above.
+
+    Returns
+    -------
+    list of N floats, one per slice.
+    """
+    from .model import default_ghost_kinds
+
+    outputs, inputs = np.asarray(outputs, dtype=np.float64), np.asarray(inputs, dtype=np.float64)
+    if outputs.shape != inputs.shape or outputs.ndim != 3:
+        raise ValueError(f"outputs {outputs.shape} and inputs {inputs.shape} must be the same (N, H, W)")
+    n = outputs.shape[0]
+    kinds = tuple(ghost_kinds) if ghost_kinds is not None else default_ghost_kinds(n)
+    s0, s1 = high_sigmas
+
+    def band(image: np.ndarray, kind: str) -> list:
+        if kind == "lowpass":
+            return [ndimage.gaussian_filter(image, low_sigma)]
+        g0, g1 = ndimage.gaussian_filter(image, s0), ndimage.gaussian_filter(image, s1)
+        return [image - g0, g0 - g1]
+
+    est = []
+    for i in range(n):
+        regs = [r for j in range(n) if j != i
+                for r in band(inputs[j] if kinds[j] != kinds[i] else outputs[j], kinds[i])]
+        est.append(_ratio_explained(outputs[i], regs))
+    return est
 
 
 def match_intensity(output: np.ndarray, truth: np.ndarray) -> np.ndarray:

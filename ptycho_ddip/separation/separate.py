@@ -526,6 +526,28 @@ def output_paths(out_path: str) -> dict:
             "snapshots_png": stem + "_snapshots.png"}
 
 
+def output_keys(options: SeparationOptions) -> tuple:
+    """The keys of :func:`output_paths` that a separation with ``options`` writes."""
+    return (("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ())
+            + (("snapshots_png",) if options.snapshot_every else ()))
+
+
+def write_result_files(paths: dict, result: SeparationResult, truth: np.ndarray | None = None,
+                       overwrite: bool = False) -> None:
+    """Write ``result`` to the files of :func:`output_paths` (HDF5, TIFFs, figures), each atomically."""
+    from .. import io
+    from ..plotting import separation_figure, snapshot_figure
+
+    io.write_separation_result(paths["h5"], result.to_dict(), overwrite=overwrite)
+    io.write_tiff(paths["tiff"], result.separated.astype(np.float32), overwrite=overwrite)
+    if result.std is not None:
+        io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
+    separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
+                      monitor=result.monitor, monitor_columns=result.monitor_columns, path=paths["png"])
+    if result.snapshots is not None:
+        snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"])
+
+
 def read_inputs(sources: Sequence[str], part: Optional[str] = None,
                 truth_sources: Optional[Sequence[str]] = None) -> tuple:
     """Read and validate the slices of ``sources`` and, when given, the true slices (same shape), for the engine;
@@ -553,14 +575,12 @@ def separate_files(sources: Sequence[str], out_path: str, options: SeparationOpt
     writing rank, None elsewhere; such ranks return None.
     """
     from .. import io
-    from ..plotting import separation_figure, snapshot_figure
 
     options = options or SeparationOptions()
     paths = output_paths(out_path)
     writing = gather is None or gather.is_root  # type: ignore[attr-defined]
     if writing:
-        for key in (("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ())
-                    + (("snapshots_png",) if options.snapshot_every else ())):
+        for key in output_keys(options):
             io.check_output_path(paths[key], overwrite)
     x, truth = read_inputs(sources, part, truth_sources)
     if (options.checkpoint_every or options.resume) and not options.checkpoint_path:
@@ -573,14 +593,7 @@ def separate_files(sources: Sequence[str], out_path: str, options: SeparationOpt
     result = assemble_result(x, outs, options)
     result.config["sources"] = list(sources)
     result.config["part"] = part
-    io.write_separation_result(paths["h5"], result.to_dict(), overwrite=overwrite)
-    io.write_tiff(paths["tiff"], result.separated.astype(np.float32), overwrite=overwrite)
-    if result.std is not None:
-        io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
-    separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
-                      monitor=result.monitor, monitor_columns=result.monitor_columns, path=paths["png"])
-    if result.snapshots is not None:
-        snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"])
+    write_result_files(paths, result, truth, overwrite)
     if options.checkpoint_path:  # the result is safely written: the checkpoints are no longer needed
         for k in range(options.ensemble):
             ck = member_checkpoint(options, k)

@@ -3,11 +3,10 @@
 A sweep fits one separation per setting (filters, gamma_excl) on the same images with the same seed. Under MPI the
 settings are spread over the ranks (setting s on rank s % R) and rank 0 gathers the results.
 
-Automatic gamma (``choose_gamma``), without ground truth. Along a sweep, raising gamma_excl first removes ghosts
-(the outputs' gradients decorrelate) and then starts to smear detail (the synthesised inputs no longer match). The
-rule picks the *largest gamma whose data mismatch stays within ``tolerance`` times the smallest mismatch of the
-sweep*: as much exclusion as the data allow before the fit degrades. Its validation against the ground-truth-best
-gamma is in docs/results.md (``demos/paper_figures.py``).
+Automatic gamma (``choose_gamma``), without ground truth. Every candidate gamma is fitted in full, and the one whose
+outputs have the smallest truth-free crosstalk estimate (:func:`ptycho_ddip.separation.metrics.crosstalk_estimate`:
+how much of each output the other slices' inputs, filtered to the ghost's band, explain) is chosen. Its validation
+against the ground-truth-best gamma is in docs/results.md (``demos/paper_figures.py``).
 """
 from __future__ import annotations
 
@@ -74,16 +73,19 @@ def _final_losses(result: SeparationResult) -> tuple:
 
 
 def sweep_rows(runs: Sequence, truth: Optional[np.ndarray] = None, ghosts: Optional[np.ndarray] = None) -> list:
-    """One dict per run: setting, final alphas, mismatch and exclusion, mean ensemble std, and with truth the
-    ghost-to-signal ratio and correlation of every slice."""
-    from .metrics import separation_metrics
+    """One dict per run: setting, final alphas, mismatch and exclusion, mean ensemble std, the truth-free crosstalk
+    estimate of every slice (``xt1``...) and their mean (``crosstalk``), and with truth the ghost-to-signal ratio and
+    correlation of every slice."""
+    from .metrics import crosstalk_estimate, separation_metrics
 
     rows = []
     for s, r in runs:
         mis, exc = _final_losses(r)
+        xt = crosstalk_estimate(r.separated, r.inputs, r.config.get("ghost_kinds"))
         row = {"filters": s.filters, "gamma_excl": s.gamma, "alpha": np.asarray(r.alpha).tolist(),
-               "mismatch": mis, "exclusion": exc,
+               "mismatch": mis, "exclusion": exc, "crosstalk": float(np.mean(xt)),
                "mean_std": float(np.mean(r.std)) if r.std is not None else None}
+        row.update({f"xt{i + 1}": v for i, v in enumerate(xt)})
         if truth is not None:
             m = separation_metrics(r.separated, truth, ghosts)
             for i, mi in enumerate(m):
@@ -93,19 +95,27 @@ def sweep_rows(runs: Sequence, truth: Optional[np.ndarray] = None, ghosts: Optio
     return rows
 
 
-def choose_gamma(rows: Sequence[dict], tolerance: float = 1.5) -> float:
-    """The largest gamma whose final mismatch is <= ``tolerance`` x the smallest mismatch among ``rows`` (one filter
-    type). No ground truth is used."""
+def choose_gamma(rows: Sequence[dict], rule: str = "crosstalk", tolerance: float = 1.5) -> float:
+    """The automatic gamma_excl of a sweep of one filter type; no ground truth is used.
+
+    ``rule="crosstalk"`` (default): the gamma whose outputs have the smallest mean truth-free crosstalk estimate
+    (``row["crosstalk"]``, :func:`ptycho_ddip.separation.metrics.crosstalk_estimate`). ``rule="mismatch"``: the
+    largest gamma whose final mismatch is <= ``tolerance`` x the smallest mismatch among ``rows`` (the rule before
+    the crosstalk estimate; it matched the best gamma in 1 of 4 cases, docs/results.md)."""
     if not rows:
         raise ValueError("choose_gamma needs at least one sweep row")
-    best = min(r["mismatch"] for r in rows)
-    ok = [r["gamma_excl"] for r in rows if r["mismatch"] <= tolerance * best]
-    return float(max(ok))
+    if rule == "crosstalk":
+        return float(min(rows, key=lambda r: (r["crosstalk"], r["gamma_excl"]))["gamma_excl"])
+    if rule == "mismatch":
+        best = min(r["mismatch"] for r in rows)
+        return float(max(r["gamma_excl"] for r in rows if r["mismatch"] <= tolerance * best))
+    raise ValueError(f"choose_gamma: rule must be 'crosstalk' or 'mismatch', got {rule!r}")
 
 
 def rows_markdown(rows: Sequence[dict]) -> str:
     n = max((int(k[3:]) for r in rows for k in r if k.startswith("gsr")), default=0)
-    head = "| filters | gamma_excl | alphas | mismatch | exclusion |"
+    xt = all("crosstalk" in r for r in rows)
+    head = "| filters | gamma_excl | alphas | mismatch | exclusion |" + (" crosstalk est. |" if xt else "")
     head += "".join(f" GSR{i} | corr{i} |" for i in range(1, n + 1))
     if any(r.get("mean_std") is not None for r in rows):
         head += " mean std |"
@@ -113,6 +123,7 @@ def rows_markdown(rows: Sequence[dict]) -> str:
     for r in rows:
         al = "/".join(f"{a:.2f}" for a in np.ravel(r["alpha"]))
         line = f"| {r['filters']} | {r['gamma_excl']:g} | {al} | {r['mismatch']:.3e} | {r['exclusion']:.3e} |"
+        line += f" {r['crosstalk']:.4f} |" if xt else ""
         line += "".join(f" {r[f'gsr{i}']:.4f} | {r[f'corr{i}']:.4f} |" for i in range(1, n + 1))
         if r.get("mean_std") is not None:
             line += f" {r['mean_std']:.4g} |"
@@ -187,19 +198,12 @@ def write_sweep(out_path: str, inputs: np.ndarray, runs: Sequence, config: dict,
                 say: Callable[[str], None] = print) -> list:
     """Write every run (HDF5 + TIFF + PNG, as ``separate`` does), the comparison figure and the metrics table."""
     from .. import io
-    from ..plotting import separation_figure
-    from .separate import output_paths
+    from .separate import output_paths, write_result_files
 
     settings = [s for s, _ in runs]
     paths = sweep_paths(out_path, settings)
     for s, r in runs:
-        p = output_paths(paths[s])
-        io.write_separation_result(p["h5"], r.to_dict(), overwrite=overwrite)
-        io.write_tiff(p["tiff"], r.separated.astype(np.float32), overwrite=overwrite)
-        if r.std is not None:
-            io.write_tiff(p["std_tiff"], r.std.astype(np.float32), overwrite=overwrite)
-        separation_figure(r.inputs, r.separated, r.loss, r.alpha, std=r.std, truth=truth, monitor=r.monitor,
-                          monitor_columns=r.monitor_columns, path=p["png"])
+        write_result_files(output_paths(paths[s]), r, truth, overwrite)
     rows = sweep_rows(runs, truth, ghosts)
     sweep_figure(inputs, runs, truth=truth, path=paths["png"])
     if any(r.std is not None for _, r in runs):
@@ -213,23 +217,27 @@ def write_sweep(out_path: str, inputs: np.ndarray, runs: Sequence, config: dict,
     return rows
 
 
+def _check_sweep_outputs(out_path: str, base: SeparationOptions, settings: Sequence[Setting],
+                         overwrite: bool) -> None:
+    from .. import io
+    from .separate import output_keys, output_paths
+
+    paths = sweep_paths(out_path, settings)
+    for s in settings:
+        p = output_paths(paths[s])
+        for key in output_keys(base):
+            io.check_output_path(p[key], overwrite)
+    for key in ("png", "json", "md"):
+        io.check_output_path(paths[key], overwrite)
+
+
 def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, settings: Sequence[Setting], *,
                 part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None, overwrite: bool = False,
                 progress: bool = True, comm=None) -> Optional[list]:
     """Read the slices, fit every setting (spread over MPI ranks) and write the results, the comparison figure and
     the metrics table (:func:`sweep_paths`); returns the table rows on rank 0."""
-    from .. import io
-    from .separate import output_paths
-
-    root = comm is None or comm.is_root
-    paths = sweep_paths(out_path, settings)
-    if root:
-        for s in settings:
-            p = output_paths(paths[s])
-            for key in ("h5", "tiff", "png") + (("std_tiff",) if base.ensemble > 1 else ()):
-                io.check_output_path(p[key], overwrite)
-        for key in ("png", "json", "md"):
-            io.check_output_path(paths[key], overwrite)
+    if comm is None or comm.is_root:
+        _check_sweep_outputs(out_path, base, settings, overwrite)
     x, truth = read_inputs(sources, part, truth_sources)
     runs = run_sweep(x, base, settings, truth=truth, comm=comm, progress=progress)
     if runs is None:
@@ -241,32 +249,42 @@ def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, 
 
 def auto_gamma_files(sources: Sequence[str], out_path: str, options: SeparationOptions, candidates: Sequence[float],
                      *, part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None,
-                     overwrite: bool = False, progress: bool = True, comm=None, tolerance: float = 1.5,
-                     say: Callable[[str], None] = print) -> SeparationOptions:
-    """``--gamma-excl auto``: a short sweep over ``candidates`` (a quarter of the epochs, at least 200 or all of them, one member),
-    :func:`choose_gamma` on it, and the options with the chosen gamma (the caller then runs the full separation).
-    Writes ``OUT_auto.json`` (the sweep rows and the choice)."""
-    from .. import io
+                     overwrite: bool = False, progress: bool = True, comm=None, rule: str = "crosstalk",
+                     say: Callable[[str], None] = print) -> Optional[SeparationResult]:
+    """``--gamma-excl auto``: fit every candidate gamma with the full ``options`` (a sweep, spread over MPI ranks),
+    write the sweep's files (:func:`sweep_paths`: one result per gamma, the comparison figure, the table with the
+    crosstalk estimates), choose gamma with :func:`choose_gamma` on the final outputs, and write the chosen run as
+    the separation's own ``OUT.h5`` (+ TIFF, PNG) and the choice as ``OUT_auto.json``. Costs one fit per candidate
+    (the chosen one is not refitted). Checkpoints are not used. Returns the chosen result on rank 0, None elsewhere.
 
-    root = comm is None or comm.is_root
+    Why full-length fits and not a short sweep: the crosstalk estimate of outputs after a quarter of the epochs
+    ranked the gammas less well (docs/results.md), since slice 1 is cleaned late in the fit."""
+    from .. import io
+    from .separate import output_keys, output_paths, write_result_files
+
+    options = dataclasses.replace(options, checkpoint_every=0, resume=False, checkpoint_path=None)
+    settings = sweep_settings(candidates, [options.filters])
     stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
     auto_json = stem + "_auto.json"
-    if root:
+    chosen_paths = output_paths(out_path)
+    if comm is None or comm.is_root:
+        _check_sweep_outputs(out_path, options, settings, overwrite)
+        for key in output_keys(options):
+            io.check_output_path(chosen_paths[key], overwrite)
         io.check_output_path(auto_json, overwrite)
     x, truth = read_inputs(sources, part, truth_sources)
-    short = dataclasses.replace(options, epochs=min(options.epochs, max(200, options.epochs // 4)), ensemble=1,
-                                checkpoint_every=0, resume=False, checkpoint_path=None)
-    runs = run_sweep(x, short, sweep_settings(candidates, [options.filters]), truth=truth, comm=comm,
-                     progress=progress)
-    gamma = None
-    if runs is not None:
-        rows = sweep_rows(runs, truth)
-        gamma = choose_gamma(rows, tolerance)
-        with io.atomic_write(auto_json, overwrite=overwrite) as tmp, open(tmp, "w") as fh:
-            json.dump({"rule": f"largest gamma with mismatch <= {tolerance} x the smallest", "epochs": short.epochs,
-                       "rows": rows, "gamma_excl": gamma}, fh, indent=1)
-        say(rows_markdown(rows))
-        say(f"--gamma-excl auto: chose {gamma:g} (sweep of {short.epochs} epochs; {auto_json})")
-    if comm is not None and comm.size > 1:
-        gamma = comm.bcast(gamma)
-    return dataclasses.replace(options, gamma_excl=float(gamma))
+    runs = run_sweep(x, options, settings, truth=truth, comm=comm, progress=progress)
+    if runs is None:
+        return None
+    config = {"sources": list(sources), "part": part, "base": options.to_dict(),
+              "settings": [dataclasses.asdict(s) for s in settings]}
+    rows = write_sweep(out_path, x, runs, config, truth=truth, overwrite=overwrite, say=say)
+    gamma = choose_gamma(rows, rule)
+    chosen = next(r for s, r in runs if s.gamma == gamma)
+    chosen.config.update({"sources": list(sources), "part": part,
+                          "auto_gamma": {"rule": rule, "candidates": [float(c) for c in candidates]}})
+    write_result_files(chosen_paths, chosen, truth, overwrite)
+    with io.atomic_write(auto_json, overwrite=overwrite) as tmp, open(tmp, "w") as fh:
+        json.dump({"rule": rule, "epochs": options.epochs, "rows": rows, "gamma_excl": gamma}, fh, indent=1)
+    say(f"--gamma-excl auto: chose {gamma:g} (rule {rule}: smallest truth-free crosstalk estimate; {auto_json})")
+    return chosen
