@@ -107,6 +107,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--band-constraint", action="store_true", default=None,
                    help="keep kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
                         "in docs/separation_stability.md section 6")
+    p.add_argument("--select", choices=("final", "crosstalk"),
+                   help="iterate returned for each slice receiving a high-pass ghost: the final one, or the kept one "
+                        "(every 50 epochs from 100) with the smallest truth-free crosstalk estimate (default with "
+                        "kernel filters; docs/separation_stability.md section 10)")
     p.add_argument("--snapshot-every", type=int, metavar="K",
                    help="keep the separated slices every K epochs: saved in OUT.h5 (snapshots, snapshot_epochs) "
                         "and drawn in OUT_snapshots.png, to see whether a ghost comes back along the fit")
@@ -139,7 +143,7 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "band_constraint": getattr(args, "band_constraint", None),
              "kernel_size": getattr(args, "kernel_size", None),
              "gamma_ramp": getattr(args, "gamma_ramp", None),
-             "exclusion_input": getattr(args, "exclusion_input", None)}
+             "exclusion_input": getattr(args, "exclusion_input", None), "select": getattr(args, "select", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True
@@ -202,9 +206,11 @@ def _run_separate(args: argparse.Namespace) -> int:
                              overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, **kwargs)
         if res is not None:
             print(f"wrote {args.output}; alpha = {json.dumps(res.alpha.round(4).tolist())}")
+            if "selected_epochs" in res.config:
+                print(f"epochs of the returned slices (select {opts.select}): {res.config['selected_epochs']}")
             if res.monitor is not None:
                 last = dict(zip(res.monitor_columns, res.monitor[-1]))
-                print("final vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
+                print("last epoch vs truth: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
     return 0
 
 

@@ -145,3 +145,28 @@ def test_crosstalk_estimate_ranks_leaks_like_the_ground_truth_ratio(phantom):
     assert not np.allclose(swapped, est[-1])
     with pytest.raises(ValueError):
         crosstalk_estimate(b.inputs[:1], b.inputs)
+
+
+def test_select_iterates_takes_the_least_contaminated_kept_image_that_passes_the_guard():
+    """Slice 2 kept at three epochs: a heavily contaminated one, a cleaner one, and an even cleaner but underfitted
+    (smoothed) one that the guard must refuse; slice 1 (low-pass ghost) is never replaced."""
+    from ptycho_ddip.separation.select import select_iterates, selected_slices
+
+    b = blend(make_phantom("au-nio", (96, 96), seed=0).normalized())
+    final = 0.6 * b.truth + 0.4 * b.inputs  # both slices keep some ghost at the end
+    dirty = 0.2 * b.truth[1] + 0.8 * b.inputs[1]
+    cleaner = 0.9 * b.truth[1] + 0.1 * b.inputs[1]
+    smooth = ndimage.gaussian_filter(b.truth[1], 8.0)  # no ghost, but little detail: correlates 0.80 with final
+    kept = [(100, dirty[None]), (150, cleaner[None]), (200, smooth[None])]
+    kinds = ("lowpass", "highpass")
+    assert selected_slices(kinds) == [1] and selected_slices(("highpass", "highpass")) == [0, 1]
+    out, epochs = select_iterates(kept, final, b.inputs, kinds, final_epoch=300, guard=0.9)
+    assert list(epochs) == [300, 150]
+    np.testing.assert_array_equal(out[0], final[0])
+    np.testing.assert_allclose(out[1], cleaner)
+    gsr = [m["ghost_to_signal"] for m in separation_metrics(out, b.truth, b.ghosts)]
+    gsr_final = [m["ghost_to_signal"] for m in separation_metrics(final, b.truth, b.ghosts)]
+    assert gsr[1] < 0.5 * gsr_final[1] and gsr[0] == pytest.approx(gsr_final[0])
+    # without the guard the underfitted image would win; with nothing kept the final image stays
+    assert list(select_iterates(kept, final, b.inputs, kinds, 300, guard=0.0)[1]) == [300, 200]
+    assert list(select_iterates([], final, b.inputs, kinds, 300)[1]) == [300, 300]

@@ -252,6 +252,37 @@ def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     np.testing.assert_allclose(resumed.snapshots, full.snapshots, rtol=1e-6, atol=1e-9)
 
 
+def test_crosstalk_selection_replaces_only_the_high_pass_slice_and_survives_a_resume(tmp_path):
+    b = _small_blend()
+    kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4, select_from=4,
+              select_every=4, select_guard=0.0)
+    fin = separate(b.inputs, epochs=16, select="final", **kw)
+    sel = separate(b.inputs, epochs=16, select="crosstalk", **kw)
+    np.testing.assert_array_equal(sel.loss, fin.loss)  # the fit itself is the same
+    np.testing.assert_array_equal(sel.separated[0], fin.separated[0])  # slice 1 (low-pass ghost): the final one
+    (e1, e2), = sel.config["selected_epochs"]
+    assert e1 == 16 and e2 in (4, 8, 12)  # an early, smooth image has the least high-pass crosstalk (no guard)
+    k = list(fin.snapshot_epochs).index(e2)
+    np.testing.assert_allclose(sel.separated[1], fin.snapshots[k, 1], rtol=1e-6, atol=1e-9)
+    assert "selected_epochs" not in fin.config
+    # the kept images are checkpointed: a resumed run selects the same
+    ck = str(tmp_path / "run.ckpt")
+    separate(b.inputs, epochs=10, select="crosstalk", checkpoint_every=5, checkpoint_path=ck, **kw)
+    resumed = separate(b.inputs, epochs=16, select="crosstalk", checkpoint_path=ck, resume=True, **kw)
+    assert resumed.config["selected_epochs"] == sel.config["selected_epochs"]
+    np.testing.assert_allclose(resumed.separated, sel.separated, rtol=1e-6, atol=1e-9)
+
+
+def test_selection_defaults_per_filter_type_and_schedule():
+    assert SeparationOptions().select == "crosstalk"
+    assert SeparationOptions(filters="dip").select == "final"
+    assert SeparationOptions(schedule="paper").select == "final"
+    with pytest.raises(ValueError, match="select"):
+        SeparationOptions(select="best")
+    with pytest.raises(ValueError, match="select_guard"):
+        SeparationOptions(select_guard=1.5)
+
+
 def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
     b = _small_blend()
     ck = str(tmp_path / "run.ckpt")

@@ -22,6 +22,7 @@ SCHEDULE_PRESETS = {
                  "exclusion_input": 1.0},
 }
 DEVICES = ("auto", "cpu", "cuda")
+SELECT_RULES = ("final", "crosstalk")
 
 #: default exclusion weight per filter type (DESIGN.md 3: 0.4-1.0 with single filters, 0.04-0.2 with shallow DIPs)
 DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1}
@@ -95,6 +96,13 @@ class SeparationOptions:
     match_inputs : assign the fitted outputs to the input slices by maximal correlation (undoes a swapped fit,
         where DIP-1 ends up with slice 2's features); ``config["permutations"]`` records what was done. ``alpha``
         always refers to the fitted model's slots.
+    select, select_every, select_from, select_guard : which iterate is returned for each slice that receives a
+        high-pass ghost. ``"final"``: the last one. ``"crosstalk"``: the fit keeps that slice's image every
+        ``select_every`` epochs from epoch ``select_from`` on and returns the one with the smallest truth-free
+        crosstalk estimate among those correlating >= ``select_guard`` with the final image (module
+        :mod:`ptycho_ddip.separation.select`; docs/separation_stability.md section 10). It costs memory: one image
+        per kept epoch, slice and member. None = ``"crosstalk"`` with kernel filters in the "balanced" schedule,
+        ``"final"`` with shallow-DIP filters (where it did not help) and in the "paper" schedule.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
     snapshot_every : keep the clean slices every this many epochs (0 = none), for the first member, matched to the
@@ -135,6 +143,10 @@ class SeparationOptions:
     exclusion_input: Optional[float] = None
     exclusion_input_scales: int = 3
     band_constraint: Optional[bool] = None
+    select: Optional[str] = None
+    select_every: int = 50
+    select_from: int = 100
+    select_guard: float = 0.9
     log_every: int = 10
     monitor_every: int = 50
     snapshot_every: int = 0
@@ -179,8 +191,14 @@ class SeparationOptions:
         for name, value in SCHEDULE_PRESETS[self.schedule].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.select is None:
+            self.select = "crosstalk" if self.schedule == "balanced" and self.filters == "kernel" else "final"
+        if self.select not in SELECT_RULES:
+            raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
+        if int(self.select_every) < 1 or not 0 <= self.select_guard <= 1:
+            raise ValueError("select_every must be >= 1 and select_guard in [0, 1]")
         for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp",
-                     "exclusion_input"):
+                     "exclusion_input", "select_from"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

@@ -28,6 +28,7 @@ from .metrics import correlation, ghost_to_signal, gradient_correlation
 from .model import default_ghost_kinds
 from .networks import kernel_sizes
 from .options import SeparationOptions
+from .select import select_iterates, selected_slices
 
 LOSS_COLUMNS = ("epoch", "total", "mismatch", "exclusion", "weight")
 MIN_SIZE = 32  # the 5-scale exclusion loss pools 4 times: 32 px leaves 2 px at the coarsest scale
@@ -179,6 +180,7 @@ class _MemberOutput:
     permutation: tuple = ()
     foreign: Optional[np.ndarray] = None  # (N, H, W) the model's ghost part of each input, normalised units
     snapshots: list = field(default_factory=list)  # [(epoch, (N, H, W) y matched to the inputs)], first member
+    selected_epochs: Optional[np.ndarray] = None  # (N,) the epoch each returned slice comes from (select option)
 
 
 def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
@@ -307,6 +309,9 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
     history = torch.zeros(opts.epochs, k, 4, device=device, dtype=fit.dtype)
     monitor: list = [[] for _ in range(k)]
     snapshots: list = []  # of the batch's first member
+    kinds = opts.ghost_kinds or default_ghost_kinds(n)
+    sel = selected_slices(kinds) if opts.select == "crosstalk" else []
+    kept: list = [[] for _ in range(k)]  # per member [(epoch, (S, H, W) float32 images of the `sel` slices)]
     start = 0
     cfg = {**opts.to_dict(), "seeds": seeds}
     if checkpoint_path and opts.resume and os.path.exists(checkpoint_path):
@@ -322,6 +327,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         history[:done_k] = ck["history"][:done_k].to(device)
         monitor = [list(m) for m in ck["monitor"]]
         snapshots = list(ck.get("snapshots", []))
+        kept = [list(m) for m in ck.get("kept", kept)]
     bar = tqdm(total=opts.epochs, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     inputs = target_np if opts.match_inputs else None
     for epoch in range(start, opts.epochs):
@@ -334,6 +340,10 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
                 monitor[m].append(_monitor_row(epoch, y_np[m], al_np[m], truth, ghosts, inputs))
         if opts.snapshot_every and epoch > 0 and epoch % opts.snapshot_every == 0:
             snapshots.append(_snapshot(epoch, out["y"][0], target_np))
+        if sel and epoch >= opts.select_from and epoch % opts.select_every == 0:
+            for m in range(k):
+                _, y_m = _snapshot(epoch, out["y"][m], target_np if opts.match_inputs else None)
+                kept[m].append((epoch, y_m[sel]))
         if done % opts.log_every == 0 or done == opts.epochs:
             vals = history[epoch, 0].tolist()
             al = out["alpha"][0].detach().cpu().numpy()
@@ -345,7 +355,8 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         if checkpoint_path and opts.checkpoint_every and done % opts.checkpoint_every == 0:
             _atomic_torch_save({"model": model.state_dict(), "optim": optim.state_dict(),
                                 "sched": sched.state_dict(), "epoch": done, "history": history[:done].cpu(),
-                                "monitor": monitor, "snapshots": snapshots, "config": cfg}, checkpoint_path)
+                                "monitor": monitor, "snapshots": snapshots, "kept": kept, "config": cfg},
+                               checkpoint_path)
     bar.close()
     with torch.no_grad():
         final = model()
@@ -364,16 +375,20 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
         perm = match_to_inputs(y_all[m], target_np) if opts.match_inputs else tuple(range(n))
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
-        outs.append(_MemberOutput(y=y_all[m][list(perm)], alpha=al_all[m], filters=model.filter_arrays(m),
+        y_m, chosen = y_all[m][list(perm)], None
+        if sel:
+            y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.select_guard)
+        outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=model.filter_arrays(m),
                                   loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign,
-                                  snapshots=snapshots if m == 0 else []))
+                                  snapshots=snapshots if m == 0 else [], selected_epochs=chosen))
     return outs
 
 
-def _snapshot(epoch: int, y: torch.Tensor, inputs: np.ndarray) -> tuple:
-    """(epoch, y (N, H, W) float32 matched to the inputs) of one member's clean images y."""
+def _snapshot(epoch: int, y: torch.Tensor, inputs: Optional[np.ndarray]) -> tuple:
+    """(epoch, y (N, H, W) float32 matched to the inputs, or in slot order when ``inputs`` is None) of one member's
+    clean images y."""
     y_np = y.detach().cpu().numpy().astype(np.float32)
-    return int(epoch), y_np[list(match_to_inputs(y_np, inputs))]
+    return int(epoch), (y_np if inputs is None else y_np[list(match_to_inputs(y_np, inputs))])
 
 
 def match_to_inputs(y: np.ndarray, inputs: np.ndarray) -> tuple:
@@ -497,6 +512,8 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
     ghost = np.stack([o.foreign for o in outs]).mean(0) * (hi - lo) * sd
     config = {**options.to_dict(), "version": __version__,
               "permutations": [list(map(int, o.permutation)) for o in outs]}
+    if outs[0].selected_epochs is not None:
+        config["selected_epochs"] = [list(map(int, o.selected_epochs)) for o in outs]
     first = outs[0]
     n = x.shape[0]
     mon = np.asarray(first.monitor, dtype=np.float64) if first.monitor else None
