@@ -44,7 +44,8 @@ def _job(job: dict):
     b = blend(make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"]).normalized())
     opts = SeparationOptions(filters=job["filters"], gamma_excl=job["gamma"], epochs=job["epochs"],
                              ensemble=job["ensemble"], seed=job["seed"], threads=1, device="cpu",
-                             monitor_every=max(job["epochs"] // 20, 1), exclusion_input=job["exclusion_input"])
+                             monitor_every=max(job["epochs"] // 20, 1), exclusion_input=job["exclusion_input"],
+                             select=job["select"])
     t0 = time.perf_counter()
     res = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
     return job, res, time.perf_counter() - t0
@@ -114,6 +115,8 @@ def main() -> None:
                     help="extra seeds (phantom layout and fit) whose sweeps enter only the automatic-gamma table")
     ap.add_argument("--exclusion-input", type=float, default=None,
                     help="input-anchored exclusion weight (default: the schedule's; 0 reproduces docs/results.md)")
+    ap.add_argument("--select", choices=("final", "crosstalk"), default=None,
+                    help="iterate returned for slice 2 (default: the package's, crosstalk with kernels)")
     args = ap.parse_args()
 
     from ptycho_ddip.phantoms import blend, make_phantom
@@ -126,7 +129,7 @@ def main() -> None:
     os.makedirs(figdir, exist_ok=True)
     os.makedirs(valdir, exist_ok=True)
     seeds = [args.seed] + [int(v) for v in args.validation_seeds.split(",") if v.strip()]
-    base = {"size": args.size, "seed": args.seed, "exclusion_input": args.exclusion_input}
+    base = {"size": args.size, "seed": args.seed, "exclusion_input": args.exclusion_input, "select": args.select}
     jobs = []
     for ph in PHANTOMS:
         for seed in seeds:
@@ -150,6 +153,7 @@ def main() -> None:
           f"Made by `python demos/paper_figures.py --size {args.size} --epochs {args.epochs} --ensemble "
           f"{args.ensemble} --workers {args.workers}"
           + (f" --validation-seeds {args.validation_seeds}" if args.validation_seeds else "")
+          + (f" --select {args.select}" if args.select else "")
           + f" --out {args.out}` in {total / 60:.0f} min on "
           f"{platform.machine()} ({os.cpu_count()} CPUs), {args.workers} single-thread processes, ptycho_ddip "
           "defaults otherwise (schedule `balanced`, fast path, float32). One seed per setting: single DDIP fits "

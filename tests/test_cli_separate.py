@@ -45,10 +45,10 @@ def test_snapshot_every_saves_the_slices_along_the_fit_and_a_filmstrip(tmp_path,
     b, inp, _ = pair
     out = str(tmp_path / "sep.h5")
     assert main(["separate", inp, "-o", out, "--epochs", "6", "--snapshot-every", "2", "--no-progress",
-                 "--kernel-size", "9,7", "--band-constraint", "--exclusion-input", "0.5"]) == 0
+                 "--kernel-size", "9,7", "--band-constraint", "--exclusion-input", "0.5", "--select", "final"]) == 0
     res = read_separation_result(out)
     assert list(res["config"]["kernel_size"]) == [9, 7] and res["config"]["band_constraint"] is True
-    assert res["config"]["exclusion_input"] == 0.5
+    assert res["config"]["exclusion_input"] == 0.5 and res["config"]["select"] == "final"
     assert list(res["extra"]["snapshot_epochs"]) == [2, 4, 6]
     np.testing.assert_allclose(res["extra"]["snapshots"][-1], res["separated"], atol=1e-9)
     assert res["config"]["snapshot_every"] == 2
