@@ -371,10 +371,11 @@ def test_ghost_to_signal_metric_on_known_mixture():
 
 @pytest.mark.timeout(900)
 def test_quality_on_small_au_nio_blend():
-    """96x96 au-nio blend, 300 epochs (kernel filters, paper schedule): slice 2's ghost is removed.
+    """96x96 au-nio blend, 300 epochs (kernel filters, default schedule): slice 2's ghost is removed.
 
     Bound: ghost-to-signal ratio of separated slice 2 <= 0.3 x the input's, and higher correlation with the true
-    slice 2 than the input has (issue acceptance). Measured: input 0.29 -> about 0.03.
+    slice 2 than the input has (issue acceptance). Measured: input 0.29 -> 0.025 at epoch 300, 0.004 in the
+    returned slice 2 (the kept iterate of epoch 100-300 with the smallest crosstalk estimate).
     """
     b = blend(make_phantom("au-nio", (96, 96), seed=0).normalized())
     r = separate(b.inputs, epochs=300, seed=0, progress=False, truth=b.truth, ghosts=b.ghosts, monitor_every=50)
@@ -382,9 +383,17 @@ def test_quality_on_small_au_nio_blend():
     m_out = separation_metrics(r.separated, b.truth, b.ghosts)
     assert m_out[1]["ghost_to_signal"] <= 0.3 * m_in[1]["ghost_to_signal"]
     assert m_out[1]["correlation"] > m_in[1]["correlation"]
-    # the monitor saw the same final state
+    # the monitor saw the same final state: slice 1 is the final iterate; slice 2 may be an earlier kept one
+    # (select="crosstalk", the kernel default), whose epoch the config records
+    cols = list(r.monitor_columns)
     assert r.monitor[-1, 0] == 300
-    assert r.monitor[-1, 2] == pytest.approx(m_out[1]["ghost_to_signal"], rel=0.05, abs=1e-3)
+    assert r.monitor[-1, cols.index("ghost_to_signal_1")] == pytest.approx(m_out[0]["ghost_to_signal"], rel=0.05,
+                                                                            abs=1e-3)
+    (e1, e2), = r.config["selected_epochs"]
+    assert e1 == 300 and e2 in range(100, 301, 50)
+    if e2 == 300:
+        assert r.monitor[-1, cols.index("ghost_to_signal_2")] == pytest.approx(m_out[1]["ghost_to_signal"], rel=0.05,
+                                                                                abs=1e-3)
 
 
 def test_swapped_outputs_are_matched_back_to_their_inputs():
