@@ -77,7 +77,7 @@ def ghost_to_signal(output: np.ndarray, truth: np.ndarray, ghost: np.ndarray) ->
     return float(ghost_part.std() / s) if s > 0 else float("inf")
 
 
-def _ratio_explained(output: np.ndarray, regressors: Sequence[np.ndarray]) -> float:
+def explained_ratio(output: np.ndarray, regressors: Sequence[np.ndarray]) -> float:
     """std of the least-squares fit of ``output`` on a constant and ``regressors`` over std of its residual."""
     y = _flat(output)
     x = np.stack([np.ones(y.size)] + [_flat(r) for r in regressors], axis=1)
@@ -86,6 +86,22 @@ def _ratio_explained(output: np.ndarray, regressors: Sequence[np.ndarray]) -> fl
     rest = (y - y.mean()) - (fit - fit.mean())
     s = rest.std()
     return float(fit.std() / s) if s > 0 else float("inf")
+
+
+def crosstalk_regressors(i: int, outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Sequence[str],
+                         low_sigma: float = 3.0, high_sigmas: Sequence[float] = (1.0, 3.0)) -> list:
+    """The band images that stand in for slice i's ghost in :func:`crosstalk_estimate`; they depend on the other
+    slices only (their inputs, or their outputs when of slice i's ghost kind)."""
+    s0, s1 = high_sigmas
+
+    def band(image: np.ndarray) -> list:
+        if ghost_kinds[i] == "lowpass":
+            return [ndimage.gaussian_filter(image, low_sigma)]
+        g0, g1 = ndimage.gaussian_filter(image, s0), ndimage.gaussian_filter(image, s1)
+        return [image - g0, g0 - g1]
+
+    return [r for j in range(len(ghost_kinds)) if j != i
+            for r in band(inputs[j] if ghost_kinds[j] != ghost_kinds[i] else outputs[j])]
 
 
 def crosstalk_estimate(outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Sequence[str] | None = None,
@@ -124,20 +140,8 @@ def crosstalk_estimate(outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Seq
         raise ValueError(f"outputs {outputs.shape} and inputs {inputs.shape} must be the same (N, H, W)")
     n = outputs.shape[0]
     kinds = tuple(ghost_kinds) if ghost_kinds is not None else default_ghost_kinds(n)
-    s0, s1 = high_sigmas
-
-    def band(image: np.ndarray, kind: str) -> list:
-        if kind == "lowpass":
-            return [ndimage.gaussian_filter(image, low_sigma)]
-        g0, g1 = ndimage.gaussian_filter(image, s0), ndimage.gaussian_filter(image, s1)
-        return [image - g0, g0 - g1]
-
-    est = []
-    for i in range(n):
-        regs = [r for j in range(n) if j != i
-                for r in band(inputs[j] if kinds[j] != kinds[i] else outputs[j], kinds[i])]
-        est.append(_ratio_explained(outputs[i], regs))
-    return est
+    return [explained_ratio(outputs[i], crosstalk_regressors(i, outputs, inputs, kinds, low_sigma, high_sigmas))
+            for i in range(n)]
 
 
 def match_intensity(output: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import correlation, crosstalk_estimate
+from .metrics import correlation, crosstalk_regressors, explained_ratio
 
 __all__ = ["selected_slices", "select_iterates"]
 
@@ -44,17 +44,17 @@ def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray
     from).
     """
     final = np.asarray(final, dtype=np.float64)
+    inputs = np.asarray(inputs, dtype=np.float64)
     out = final.copy()
     epochs = np.full(final.shape[0], int(final_epoch), dtype=np.int64)
     for s, i in enumerate(selected_slices(ghost_kinds)):
-        trial = final.copy()
-        best = crosstalk_estimate(trial, inputs, ghost_kinds)[i]
+        regs = crosstalk_regressors(i, final, inputs, ghost_kinds)  # the other slices only: fixed for slice i
+        best = explained_ratio(final[i], regs)
         for epoch, images in kept:
             candidate = np.asarray(images[s], dtype=np.float64)
             if correlation(candidate, final[i]) < guard:
                 continue
-            trial[i] = candidate
-            est = crosstalk_estimate(trial, inputs, ghost_kinds)[i]
+            est = explained_ratio(candidate, regs)
             if est < best:
                 best, out[i], epochs[i] = est, candidate, int(epoch)
     return out, epochs

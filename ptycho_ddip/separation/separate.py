@@ -341,8 +341,9 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         if opts.snapshot_every and epoch > 0 and epoch % opts.snapshot_every == 0:
             snapshots.append(_snapshot(epoch, out["y"][0], target_np))
         if sel and epoch >= opts.select_from and epoch % opts.select_every == 0:
+            y_host = out["y"].detach().cpu()  # one transfer for all members
             for m in range(k):
-                _, y_m = _snapshot(epoch, out["y"][m], target_np if opts.match_inputs else None)
+                _, y_m = _snapshot(epoch, y_host[m], target_np if opts.match_inputs else None)
                 kept[m].append((epoch, y_m[sel]))
         if done % opts.log_every == 0 or done == opts.epochs:
             vals = history[epoch, 0].tolist()

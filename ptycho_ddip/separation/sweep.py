@@ -185,10 +185,12 @@ def uncertainty_figure(runs: Sequence, path: Optional[str] = None):
 
 
 def sweep_paths(out_path: str, settings: Sequence[Setting]) -> dict:
-    """``OUT.h5`` -> one result per setting ``OUT_<filters>_g<gamma>.h5`` and ``OUT_sweep.png/.json/.md``."""
+    """``OUT.h5`` -> one result per setting ``OUT_<filters>_g<gamma>.h5``, ``OUT_sweep.png/.json/.md`` and
+    ``OUT_auto.json`` (the choice of ``--gamma-excl auto``)."""
     stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
     d = {s: f"{stem}_{s.label}.h5" for s in settings}
     d.update({"png": stem + "_sweep.png", "json": stem + "_sweep.json", "md": stem + "_sweep.md",
+              "auto_json": stem + "_auto.json",
               "uncertainty_png": stem + "_uncertainty.png"})
     return d
 
@@ -264,8 +266,7 @@ def auto_gamma_files(sources: Sequence[str], out_path: str, options: SeparationO
 
     options = dataclasses.replace(options, checkpoint_every=0, resume=False, checkpoint_path=None)
     settings = sweep_settings(candidates, [options.filters])
-    stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
-    auto_json = stem + "_auto.json"
+    auto_json = sweep_paths(out_path, settings)["auto_json"]
     chosen_paths = output_paths(out_path)
     if comm is None or comm.is_root:
         _check_sweep_outputs(out_path, options, settings, overwrite)
