@@ -106,9 +106,47 @@ def variant_options(variant: str, wide_size: int = 25) -> dict:
             opts["gamma_ramp"] = float(ramp.group(1))
         if anchor:
             opts["exclusion_input"] = float(anchor.group(1) or 1.0)
+        scales = re.fullmatch(r"ascales(\d+)", part)
+        if scales:  # input-anchored exclusion over this many scales (1, 2, 4, ... px)
+            opts["exclusion_input_scales"] = int(scales.group(1))
         if part == "noanchor":  # the default before the input-anchored exclusion (the "default" rows up to round 4)
             opts["exclusion_input"] = 0.0
     return opts
+
+
+DOG_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def _dog_projector(fit, torch):
+    """Projection of the high-pass kernels onto the span of isotropic difference-of-Gaussian bands
+    G(s_b) - G(s_{b+1}) (s = DOG_SIGMAS px, G(0) = identity), each truncated to the kernel support and made
+    zero-sum; applied after every Adam step (variant ``dog``). Returns a no-argument callable, or None."""
+    m = fit.model
+    kern = getattr(m, "kernels", None)
+    if kern is None:
+        return None
+    s = kern.shape[-1]
+    r = torch.arange(s, dtype=torch.float64) - s // 2
+    rr = r[:, None] ** 2 + r[None, :] ** 2
+
+    def g(sig):
+        if sig == 0:
+            return (rr == 0).double()
+        e = torch.exp(-rr / (2 * sig**2))
+        return e / e.sum()
+
+    basis = torch.stack([(g(a) - g(b)).flatten() for a, b in zip(DOG_SIGMAS[:-1], DOG_SIGMAS[1:])], 1)
+    basis = basis - basis.mean(0, keepdim=True)
+    proj = (basis @ torch.linalg.pinv(basis)).to(kern.dtype)
+    hp = m.highpass.reshape(-1).bool()
+
+    def project():
+        with torch.no_grad():
+            k = kern[hp]
+            kern[hp] = (k.reshape(k.shape[0], -1) @ proj.T).reshape(k.shape)
+
+    project()
+    return project
 
 
 def _band_penalty(fit, weight: float, torch):
@@ -154,6 +192,7 @@ def fit_and_record(job: dict) -> tuple:
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
     penalty = _band_penalty(fit, job["band_penalty"], torch) if job["variant"] == "bandpen" else None
+    dog = _dog_projector(fit, torch) if "dog" in job["variant"].split("+") else None
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
@@ -161,6 +200,8 @@ def fit_and_record(job: dict) -> tuple:
             _lock_mixing(fit.model, torch)
         if epoch < opts.epochs:
             out, _ = fit.step(epoch, penalty)  # outputs of the state after `epoch` steps
+            if dog is not None:
+                dog()
         else:
             with torch.no_grad():
                 out = fit.model()
