@@ -147,6 +147,31 @@ def test_crosstalk_estimate_ranks_leaks_like_the_ground_truth_ratio(phantom):
         crosstalk_estimate(b.inputs[:1], b.inputs)
 
 
+@pytest.mark.parametrize("phantom", ["au-nio", "zp-nio"])
+@pytest.mark.parametrize("filters,alpha", [(("gauss:2", "dog:0.7,3"), (0.7, 0.3)), (("gauss:4", "hp:1.5"), (0.6, 0.4)),
+                                           (("box:11", "dog:1.5,6"), (0.8, 0.2))])
+def test_partial_crosstalk_estimate_sees_a_small_ghost_above_its_bias(phantom, filters, alpha):
+    """Slice 2 = truth + t x (its high-pass ghost, scaled to the truth's std): the partial estimate is near 0 for the
+    clean truth (the plain one is biased by 0.09-0.28 here, the low-pass copy of slice 2 inside I_1), rises
+    strictly with t, and a 5 % ghost reads at least 3 times the clean value, which the plain estimate does not
+    reach (about 1.05-1.4 times)."""
+    b = blend(make_phantom(phantom, (96, 96), seed=0).normalized(), alpha=alpha, filters=filters)
+    ghost = b.ghosts[1] * b.truth[1].std() / b.ghosts[1].std()
+    plain, part = [], []
+    for t in (0.0, 0.02, 0.05, 0.1):
+        y = b.truth.copy()
+        y[1] = b.truth[1] + t * ghost
+        plain.append(crosstalk_estimate(y, b.inputs)[1])
+        part.append(crosstalk_estimate(y, b.inputs, partial=True)[1])
+    assert part[0] <= 0.035 and part[0] <= 0.25 * plain[0]
+    assert np.all(np.diff(part) > 0)
+    assert part[2] >= 3.0 * part[0]
+    assert plain[2] < 3.0 * plain[0]  # why the selection uses the partial form
+    # slice 1 (low-pass ghost) has no nuisance regressors: partial and plain agree there
+    assert crosstalk_estimate(b.inputs, b.inputs, partial=True)[0] == pytest.approx(
+        crosstalk_estimate(b.inputs, b.inputs)[0], rel=1e-9)
+
+
 def test_select_iterates_takes_the_least_contaminated_kept_image_that_passes_the_guard():
     """Slice 2 kept at three epochs: a heavily contaminated one, a cleaner one, and an even cleaner but underfitted
     (smoothed) one that the guard must refuse; slice 1 (low-pass ghost) is never replaced."""

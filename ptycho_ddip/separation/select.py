@@ -3,7 +3,8 @@
 Why: along a DDIP fit, the slice that receives a high-pass ghost (slice 2 of the paper's data) is often cleanest
 early, and the ghost creeps back later (docs/separation_stability.md sections 1, 6 and 10). The fit keeps that
 slice's image every ``select_every`` epochs from ``select_from`` on; at the end it returns, for each such slice, the
-kept image with the smallest :func:`ptycho_ddip.separation.metrics.crosstalk_estimate` (no ground truth), among
+kept image with the smallest partial :func:`ptycho_ddip.separation.metrics.crosstalk_estimate` (``partial=True``:
+the slice's own low-pass band taken up by nuisance regressors; no ground truth), among
 those that correlate at least ``guard`` with the final image of the slice (an early, underfitted image has little
 fine detail and so little high-pass crosstalk; the guard keeps it out). The final iterate is always a candidate.
 Slices that receive a low-pass ghost are returned as fitted: they are cleaned late, and the estimate does not rank
@@ -15,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import correlation, crosstalk_regressors, explained_ratio
+from .metrics import correlation, crosstalk_nuisance, crosstalk_regressors, explained_ratio
 
 __all__ = ["selected_slices", "select_iterates"]
 
@@ -27,7 +28,8 @@ def selected_slices(ghost_kinds: Sequence[str]) -> list:
 
 def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray, ghost_kinds: Sequence[str],
                     final_epoch: int, guard: float = 0.9) -> tuple:
-    """Choose, for each slice of :func:`selected_slices`, the kept iterate with the smallest crosstalk estimate.
+    """Choose, for each slice of :func:`selected_slices`, the kept iterate with the smallest partial crosstalk
+    estimate.
 
     Parameters
     ----------
@@ -49,12 +51,13 @@ def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray
     epochs = np.full(final.shape[0], int(final_epoch), dtype=np.int64)
     for s, i in enumerate(selected_slices(ghost_kinds)):
         regs = crosstalk_regressors(i, final, inputs, ghost_kinds)  # the other slices only: fixed for slice i
-        best = explained_ratio(final[i], regs)
+        kind = ghost_kinds[i]
+        best = explained_ratio(final[i], regs, crosstalk_nuisance(final[i], kind))
         for epoch, images in kept:
             candidate = np.asarray(images[s], dtype=np.float64)
             if correlation(candidate, final[i]) < guard:
                 continue
-            est = explained_ratio(candidate, regs)
+            est = explained_ratio(candidate, regs, crosstalk_nuisance(candidate, kind))
             if est < best:
                 best, out[i], epochs[i] = est, candidate, int(epoch)
     return out, epochs
