@@ -106,6 +106,9 @@ def variant_options(variant: str, wide_size: int = 25) -> dict:
             opts["gamma_ramp"] = float(ramp.group(1))
         if anchor:
             opts["exclusion_input"] = float(anchor.group(1) or 1.0)
+        coarse = re.fullmatch(r"ranchor([\d.]+)s(\d)", part)
+        if coarse:  # exclusion_coarse = W from scale level L on ("reverse anchor"; section 11)
+            opts["exclusion_coarse"], opts["exclusion_coarse_from"] = float(coarse.group(1)), int(coarse.group(2))
         scales = re.fullmatch(r"ascales(\d+)", part)
         if scales:  # input-anchored exclusion over this many scales (1, 2, 4, ... px)
             opts["exclusion_input_scales"] = int(scales.group(1))
@@ -147,36 +150,6 @@ def _dog_projector(fit, torch):
 
     project()
     return project
-
-
-def _reverse_anchor(fit, variant: str, torch):
-    """Variant ``ranchor<W>s<L>``: W x gamma_excl x the balanced exclusion between each slice that receives a low-pass
-    ghost and the *input* of each slice that receives a high-pass ghost, over the coarse scales L..4 only (images
-    average-pooled 2^L times first): I_2 holds slice 2's coarse features from the first epoch, and y_1 should not
-    (the low-pass ghost it receives). A ``Fit.step`` penalty, or None."""
-    import torch.nn.functional as F
-    from ptycho_ddip.separation.losses import exclusion_pairs
-    from ptycho_ddip.separation.separate import input_anchor_pairs
-
-    m = next((re.fullmatch(r"ranchor([\d.]+)s(\d)", p) for p in variant.split("+")
-              if re.fullmatch(r"ranchor([\d.]+)s(\d)", p)), None)
-    if m is None:
-        return None
-    weight, first = float(m.group(1)), int(m.group(2))
-    hp, lp = input_anchor_pairs(fit.opts.ghost_kinds or ("lowpass", "highpass"))
-    images = fit.target[:, hp]
-    for _ in range(first):
-        images = F.avg_pool2d(images, 2)
-    gamma = fit.opts.exclusion_weight(0)
-
-    def penalty(out):
-        y = out["y"][:, lp]
-        for _ in range(first):
-            y = F.avg_pool2d(y, 2)
-        return weight * gamma * exclusion_pairs(y, images.expand(y.shape[0], -1, -1, -1), scales=5 - first,
-                                                balance=fit.opts.exclusion_balance)
-
-    return penalty
 
 
 def _band_penalty(fit, weight: float, torch):
@@ -222,7 +195,6 @@ def fit_and_record(job: dict) -> tuple:
     target, _ = normalize_jointly(b.inputs)
     fit = Fit(target, opts, [opts.seed], torch.device("cpu"))
     penalty = _band_penalty(fit, job["band_penalty"], torch) if job["variant"] == "bandpen" else None
-    penalty = penalty or _reverse_anchor(fit, job["variant"], torch)
     dog = _dog_projector(fit, torch) if "dog" in job["variant"].split("+") else None
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()

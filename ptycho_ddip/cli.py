@@ -90,6 +90,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="weight (relative to gamma) of the exclusion between each slice receiving a high-pass "
                         "ghost and the input of each slice receiving a low-pass ghost; 0 = off "
                         "(docs/separation_stability.md section 9)")
+    p.add_argument("--exclusion-coarse", type=float, metavar="W",
+                   help="weight (relative to gamma) of the exclusion between each slice receiving a low-pass ghost "
+                        "and the input of each slice receiving a high-pass ghost, at the coarse scales (4-16 px); "
+                        "0 = off (docs/separation_stability.md section 11)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=("balanced", "paper"),
@@ -143,7 +147,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "band_constraint": getattr(args, "band_constraint", None),
              "kernel_size": getattr(args, "kernel_size", None),
              "gamma_ramp": getattr(args, "gamma_ramp", None),
-             "exclusion_input": getattr(args, "exclusion_input", None), "select": getattr(args, "select", None)}
+             "exclusion_input": getattr(args, "exclusion_input", None),
+             "exclusion_coarse": getattr(args, "exclusion_coarse", None), "select": getattr(args, "select", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True

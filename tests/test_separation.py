@@ -231,6 +231,32 @@ def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
         SeparationOptions(exclusion_input=-1.0)
 
 
+def test_coarse_exclusion_pairs_low_pass_slices_with_high_pass_inputs_at_coarse_scales():
+    # the recorded exclusion term gains 0.6 x exclusion(y_1, I_2) at levels 2-4 only: the same as the exclusion of
+    # the 4x4-pooled images over 3 scales, balanced
+    b = _small_blend()
+    x = b.inputs / b.inputs.max()
+    pool = torch.nn.functional.avg_pool2d
+    for fast in (True, False):
+        o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.0, exclusion_coarse=0.6, fast=fast,
+                              threads=1)
+        fit = Fit(x, o, [3], torch.device("cpu"))
+        out, losses = fit.step(0)
+        y, t = out["y"][0].detach(), fit.target[0]
+        coarse = exclusion_loss(pool(y[0][None, None], 4), pool(t[1][None, None], 4), scales=3, balance=True)
+        ref = exclusion_loss(y[0][None, None], y[1][None, None], balance=True) + 0.6 * coarse
+        assert coarse.item() > 0
+        np.testing.assert_allclose(losses[0, 2].item(), ref.item(), rtol=1e-10)
+    # first=0 is the plain multi-scale sum
+    a, c = torch.rand(1, 2, 32, 32, dtype=torch.float64), torch.rand(1, 2, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(exclusion_pairs(a, c, first=0), exclusion_pairs(a, c))
+    assert SeparationOptions(schedule="paper").exclusion_coarse == 0.0
+    with pytest.raises(ValueError, match="exclusion_coarse"):
+        SeparationOptions(exclusion_coarse=-1.0)
+    with pytest.raises(ValueError, match="exclusion_coarse_from"):
+        SeparationOptions(exclusion_coarse_from=5)
+
+
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
     kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4)

@@ -69,14 +69,17 @@ def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0, b
 
 
 def exclusion_pairs(a: torch.Tensor, b: torch.Tensor, scales: int = 5, norm: float = 90.0,
-                    balance: bool = False) -> torch.Tensor:
+                    balance: bool = False, first: int = 0) -> torch.Tensor:
     """Exclusion between image pairs (a[k, p], b[k, p]), summed over pairs p: returns (K,), one value per member.
 
     ``a`` and ``b`` are (K, P, H, W); pair p of member k is scored exactly as ``exclusion_loss(a[k, p], b[k, p])``
-    (``balance`` scales b's gradients), but all pairs and members go through each scale together.
+    (``balance`` scales b's gradients), but all pairs and members go through each scale together. ``first`` > 0
+    leaves out the finest scales: only levels ``first`` .. ``scales - 1`` are summed.
     """
     total = a.new_zeros(a.shape[0])
-    for level in range(scales):
+    for _ in range(first):
+        a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    for level in range(first, scales):
         for dim in (-1, -2):
             d1, d2 = torch.diff(a, dim=dim), torch.diff(b, dim=dim)
             if balance:

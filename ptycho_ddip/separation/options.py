@@ -15,11 +15,11 @@ SCHEDULES = ("balanced", "paper")
 SCHEDULE_PRESETS = {
     # the published recipe: exclusion as in the DDIP code (no gradient balancing), weight regulariser for 100 epochs
     "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0,
-              "exclusion_input": 0.0},
+              "exclusion_input": 0.0, "exclusion_coarse": 0.0},
     # default: Gandelsman et al.'s gradient-balanced exclusion and the input-anchored exclusion (section 9 of
     # docs/separation_stability.md, where the measurements are)
     "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0,
-                 "exclusion_input": 1.0},
+                 "exclusion_input": 1.0, "exclusion_coarse": 0.0},
 }
 DEVICES = ("auto", "cpu", "cuda")
 SELECT_RULES = ("final", "crosstalk")
@@ -93,6 +93,13 @@ class SeparationOptions:
         yet learned them, plain exclusion against y_j cannot stop y_i from taking slice j's high-pass ghost
         (docs/separation_stability.md section 9). A low-pass ghost adds few fine edges to I_j, so the anchor
         hardly sees slice i's own content there. None = from the schedule (1 in "balanced", 0 in "paper").
+    exclusion_coarse, exclusion_coarse_from : the mirror image at coarse scales: extra exclusion, with this weight
+        relative to gamma_excl, between each slice y_j that receives a *low-pass* ghost and the input I_i of each
+        slice that receives a high-pass ghost, over the scales from level ``exclusion_coarse_from`` on (images
+        average-pooled 2x2 that many times first: 4, 8 and 16 px for 2). I_i holds slice i's coarse features from
+        the first epoch (its own high-pass ghost adds few coarse edges), and y_j should not share them: they are
+        the low-pass ghost y_j receives, which the image DIP, fitting low frequencies first, otherwise keeps for
+        long (docs/separation_stability.md section 11). None = from the schedule.
     match_inputs : assign the fitted outputs to the input slices by maximal correlation (undoes a swapped fit,
         where DIP-1 ends up with slice 2's features); ``config["permutations"]`` records what was done. ``alpha``
         always refers to the fitted model's slots.
@@ -142,6 +149,8 @@ class SeparationOptions:
     exclusion_ghost: float = 0.0
     exclusion_input: Optional[float] = None
     exclusion_input_scales: int = 3
+    exclusion_coarse: Optional[float] = None
+    exclusion_coarse_from: int = 2
     band_constraint: Optional[bool] = None
     select: Optional[str] = None
     select_every: int = 50
@@ -195,10 +204,12 @@ class SeparationOptions:
             self.select = "crosstalk" if self.schedule == "balanced" and self.filters == "kernel" else "final"
         if self.select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
+        if not 0 <= int(self.exclusion_coarse_from) <= 4:
+            raise ValueError(f"exclusion_coarse_from must be a scale level in 0..4, got {self.exclusion_coarse_from}")
         if int(self.select_every) < 1 or not 0 <= self.select_guard <= 1:
             raise ValueError("select_every must be >= 1 and select_guard in [0, 1]")
         for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp",
-                     "exclusion_input", "select_from"):
+                     "exclusion_input", "exclusion_coarse", "select_from"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

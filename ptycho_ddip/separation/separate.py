@@ -212,8 +212,15 @@ def input_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tupl
     return (hp, target[:, lp].contiguous()) if opts.exclusion_input > 0 and hp else None
 
 
+def coarse_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tuple]:
+    """(slice indices, (1, P, H, W) inputs) of the coarse-scale exclusion (``exclusion_coarse``): every slice that
+    receives a low-pass ghost paired with the input of every slice that receives a high-pass ghost; or None."""
+    hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(target.shape[1]))
+    return (lp, target[:, hp].contiguous()) if opts.exclusion_coarse > 0 and hp else None
+
+
 def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
-                   pairs: tuple, anchor: Optional[tuple] = None) -> tuple:
+                   pairs: tuple, anchor: Optional[tuple] = None, coarse: Optional[tuple] = None) -> tuple:
     """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
     member by member on the plain path."""
     y = out["y"]
@@ -234,6 +241,10 @@ def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptio
         hp, images = anchor
         exc = exc + opts.exclusion_input * exclusion_pairs(y[:, hp], images.expand(k, -1, -1, -1),
                                                            scales=opts.exclusion_input_scales, balance=bal)
+    if coarse is not None:
+        lp, images = coarse
+        exc = exc + opts.exclusion_coarse * exclusion_pairs(y[:, lp], images.expand(k, -1, -1, -1), balance=bal,
+                                                            first=opts.exclusion_coarse_from)
     if epoch < opts.weight_reg_epochs:
         reg = opts.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
     else:
@@ -277,12 +288,13 @@ class Fit:
         self.sched = make_schedule(self.optim, opts)
         self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
         self.anchor = input_anchor(self.target, opts)
+        self.coarse = coarse_anchor(self.target, opts)
 
     def step(self, epoch: int, penalty: Optional[Callable] = None) -> tuple:
         out = self.model()
         with record_function("ddip.losses"):
             mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs,
-                                           self.anchor)
+                                           self.anchor, self.coarse)
             per_member = mis + self.opts.exclusion_weight(epoch) * exc + reg
             if penalty is not None:
                 per_member = per_member + penalty(out)
