@@ -32,6 +32,10 @@ defaults with ``gamma_ramp=K``: the exclusion weight rises linearly from gamma_e
 2000 epochs, so that the exclusion grows with the image DIPs' capacity to fit fine detail. Variant ``lp<A>hp<B>`` (e.g. ``lp25hp7``):
 ``kernel_size=(A, B)``, low-pass A x A and high-pass B x B, with ``band_constraint=True``. Variant ``anchor<W>``
 (e.g. ``anchor`` = ``anchor1``): ``exclusion_input=W``, slice 2 excluded against the input of slice 1 as well.
+Variant ``ascales<N>``: the anchor over N scales. Variant ``ranchor<W>s<L>``: ``exclusion_coarse=W``,
+``exclusion_coarse_from=L`` (slice 1 against the input of slice 2 from scale level L; section 11). Variant ``dog``:
+after every Adam step the high-pass kernels are projected onto isotropic difference-of-Gaussian bands
+(``DOG_SIGMAS``; use with a wide high-pass kernel, e.g. ``lp7hp25+dog``; an experiment, not a package option).
 Variants joined by ``+`` combine (``anchor+lp25hp7``). Since section 9 the package default includes the anchor
 (``exclusion_input=1``): the saved ``default`` trajectories of earlier rounds are the variant ``noanchor`` today.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
@@ -284,7 +288,8 @@ def report(analyses: list, min_epoch: int = 100) -> tuple:
                  + " | ".join(f"slice 2 at {e}" for e in FIXED_EPOCHS)
                  + " | slice 2 by crosstalk, guarded | slice 2 by partial crosstalk, guarded |",
                  "|" + "---|" * (4 + len(RULES) + len(FIXED_EPOCHS))]
-    totals = {"final": 0, **{r: 0 for r in RULES}, **{f"at{e}": 0 for e in FIXED_EPOCHS}, "crosstalk2": 0, "crosstalkp2": 0}
+    totals = {"final": 0, **{r: 0 for r in RULES}, **{f"at{e}": 0 for e in FIXED_EPOCHS}, "crosstalk2": 0,
+              "crosstalkp2": 0}
     corr2 = {"final": [], "crosstalk2": [], "crosstalkp2": []}
     summary = []
     for a in analyses:
@@ -382,7 +387,8 @@ def main() -> None:
     ap.add_argument("--blends", default=",".join(BLENDS))
     ap.add_argument("--filters", default="kernel,dip")
     ap.add_argument("--variants", default="default",
-                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B>, ramp<K>, anchor<W> "
+                    help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B>, ramp<K>, anchor<W>, "
+                         "ascales<N>, ranchor<W>s<L>, dog "
                          "and/or lock; join with + to combine (anchor+lp25hp7)")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")

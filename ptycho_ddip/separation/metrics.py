@@ -147,8 +147,8 @@ def crosstalk_estimate(outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Seq
     slice 2 of the au-nio blends. A small ghost can have the opposite sign to that part, so along one fit the plain
     estimate can *fall* while the ghost grows (rank correlation with the true ratio down to -0.99 on au-nio
     trajectories). The partial estimate adds the same bands of the output's own low-pass (``G_low_sigma * y_i``,
-    :func:`crosstalk_nuisance`) as nuisance regressors and counts only the input bands' part. Over 34 saved
-    kernel trajectories it follows the true ratio better (negative rank correlation on 4 against 11) and is what
+    :func:`crosstalk_nuisance`) as nuisance regressors and counts only the input bands' part. Over 52 saved
+    kernel trajectories it follows the true ratio better (negative rank correlation on 7 against 15) and is what
     ``select="crosstalk"`` uses (docs/separation_stability.md section 11).
 
     Parameters

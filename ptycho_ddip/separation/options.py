@@ -107,9 +107,9 @@ class SeparationOptions:
         high-pass ghost. ``"final"``: the last one. ``"crosstalk"``: the fit keeps that slice's image every
         ``select_every`` epochs from epoch ``select_from`` on and returns the one with the smallest truth-free
         (partial) crosstalk estimate among those correlating >= ``select_guard`` with the final image (module
-        :mod:`ptycho_ddip.separation.select`; docs/separation_stability.md sections 10 and 11). It costs memory: one image
-        per kept epoch, slice and member. None = ``"crosstalk"`` with kernel filters in the "balanced" schedule,
-        ``"final"`` with shallow-DIP filters (where it did not help) and in the "paper" schedule.
+        :mod:`ptycho_ddip.separation.select`; docs/separation_stability.md sections 10 and 11). It costs memory:
+        one image per kept epoch, slice and member. None = ``"crosstalk"`` with kernel filters in the "balanced"
+        schedule, ``"final"`` with shallow-DIP filters (where it did not help) and in the "paper" schedule.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
     snapshot_every : keep the clean slices every this many epochs (0 = none), for the first member, matched to the
