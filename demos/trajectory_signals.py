@@ -321,8 +321,8 @@ def report(analyses: list, min_epoch: int = 100) -> tuple:
         # slice 1 at the end, slice 2 at its smallest crosstalk estimate among the snapshots (epoch >= min_epoch)
         # whose slice 2 correlates >= GUARD with the final slice 2 (no ground truth used): with the plain estimate
         # (the rule of section 10) and with the partial one (the product's rule since section 11)
-        for key, est in (("crosstalk2", "crosstalk2"), ("crosstalkp2", "crosstalkp2")):
-            v = np.where((ep >= min_epoch) & (a["stable2"] >= GUARD), a[est], np.inf)
+        for key in ("crosstalk2", "crosstalkp2"):
+            v = np.where((ep >= min_epoch) & (a["stable2"] >= GUARD), a[key], np.inf)
             t2 = int(v.argmin())
             ok_x = passes(a, last, t2)
             totals[key] += ok_x
