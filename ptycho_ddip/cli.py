@@ -115,6 +115,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="iterate returned for each slice receiving a high-pass ghost: the final one, or the kept one "
                         "(every 50 epochs from 100) with the smallest truth-free crosstalk estimate (default with "
                         "kernel filters; docs/separation_stability.md section 10)")
+    p.add_argument("--select-estimate", choices=("rank", "partial", "plain"),
+                   help="how --select crosstalk scores the kept iterates: the sum of their ranks under the plain and "
+                        "the partial crosstalk estimate (default), or one of the two alone "
+                        "(docs/separation_stability.md sections 10-12)")
     p.add_argument("--snapshot-every", type=int, metavar="K",
                    help="keep the separated slices every K epochs: saved in OUT.h5 (snapshots, snapshot_epochs) "
                         "and drawn in OUT_snapshots.png, to see whether a ghost comes back along the fit")
@@ -148,7 +152,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "kernel_size": getattr(args, "kernel_size", None),
              "gamma_ramp": getattr(args, "gamma_ramp", None),
              "exclusion_input": getattr(args, "exclusion_input", None),
-             "exclusion_coarse": getattr(args, "exclusion_coarse", None), "select": getattr(args, "select", None)}
+             "exclusion_coarse": getattr(args, "exclusion_coarse", None), "select": getattr(args, "select", None),
+             "select_estimate": getattr(args, "select_estimate", None)}
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True

@@ -195,3 +195,38 @@ def test_select_iterates_takes_the_least_contaminated_kept_image_that_passes_the
     # without the guard the underfitted image would win; with nothing kept the final image stays
     assert list(select_iterates(kept, final, b.inputs, kinds, 300, guard=0.0)[1]) == [300, 200]
     assert list(select_iterates([], final, b.inputs, kinds, 300)[1]) == [300, 300]
+    with pytest.raises(ValueError, match="estimate"):
+        select_iterates(kept, final, b.inputs, kinds, 300, estimate="best")
+
+
+def test_select_iterates_scores_candidates_by_each_estimate_and_by_their_rank_sum():
+    """Eight kept images of slice 2: its truth blurred by up to 2 px plus up to 0.3 of its ghost. The plain
+    estimate favours the blurred ones (less of the slice's own detail to correlate with the low-pass copy of it in
+    I_1), the partial one does not, so they pick different images; each rule returns the candidate its own score
+    (computed here independently) puts first, the rank rule the smallest sum of the two ranks (ties: partial)."""
+    from scipy.stats import rankdata
+
+    from ptycho_ddip.separation.metrics import crosstalk_nuisance, crosstalk_regressors, explained_ratio
+    from ptycho_ddip.separation.select import select_iterates
+
+    b = blend(make_phantom("zp-nio", (96, 96), seed=2).normalized())
+    kinds = ("lowpass", "highpass")
+    rng = np.random.default_rng(3)
+    unit = lambda a: (a - a.mean()) / a.std()  # noqa: E731
+    ghost = unit(b.ghosts[1])
+    final = b.truth.copy()
+    final[1] = unit(b.truth[1]) + 0.3 * ghost
+    kept = [(100 * (k + 1), (unit(ndimage.gaussian_filter(b.truth[1], w)) + a * ghost)[None])
+            for k, (a, w) in enumerate(zip(rng.uniform(0.0, 0.3, 8), rng.uniform(0.0, 2.0, 8)))]
+    regs = crosstalk_regressors(1, final, b.inputs, kinds)
+    cands = [(900, final[1])] + [(e, im[0]) for e, im in kept]
+    part = np.array([explained_ratio(c, regs, crosstalk_nuisance(c, "highpass")) for _, c in cands])
+    plain = np.array([explained_ratio(c, regs) for _, c in cands])
+    rank = rankdata(part) + rankdata(plain)
+    expected = {"partial": cands[int(np.argmin(part))][0], "plain": cands[int(np.argmin(plain))][0],
+                "rank": cands[min(range(len(cands)), key=lambda q: (rank[q], part[q]))][0]}
+    assert expected["partial"] != expected["plain"]  # the case where the rule matters
+    for est, epoch in expected.items():
+        out, epochs = select_iterates(kept, final, b.inputs, kinds, 900, guard=0.0, estimate=est)
+        assert list(epochs) == [900, epoch]
+        np.testing.assert_allclose(out[1], dict(cands)[epoch])

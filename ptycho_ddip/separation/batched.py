@@ -25,7 +25,8 @@ from torch import nn
 from torch.profiler import record_function
 
 from .model import DDIPModel
-from .networks import KernelFilter, SkipDIP, group_parameters, pad_to_multiple, project_kernels_to_band, stack_into
+from .networks import (KernelFilter, SkipDIP, correlate_kernels, group_parameters, pad_to_multiple,
+                       project_kernels_to_band, stack_into)
 
 __all__ = ["BatchedDDIP", "LoopedDDIP", "build_model"]
 
@@ -71,7 +72,6 @@ class BatchedDDIP(nn.Module):
             self.kernel_sizes = [k_.shape[-1] for k_ in ks]
             pads = [(size - s) // 2 for s in self.kernel_sizes]
             self.kernels = nn.Parameter(torch.cat([F.pad(k_, (p_,) * 4) for k_, p_ in zip(ks, pads)]))
-            self.kernel_pad = size // 2
             if len(set(self.kernel_sizes)) > 1:  # ... and masked to their own support (no gradient outside it)
                 mask = torch.zeros_like(self.kernels)
                 for q, (s, p_) in enumerate(zip(self.kernel_sizes, pads)):
@@ -100,9 +100,8 @@ class BatchedDDIP(nn.Module):
         k, n, h, w = y.shape
         src = y[:, self.source_index].reshape(1, -1, h, w)
         if self.kernels is not None:
-            pad = self.kernel_pad
             kern = self.kernels if self.kernel_mask is None else self.kernels * self.kernel_mask
-            g = F.conv2d(F.pad(src, (pad,) * 4, mode="reflect"), kern, groups=kern.shape[0])
+            g = correlate_kernels(src, kern)
         else:
             sp, (top, left) = pad_to_multiple(src, self.filter_net.multiple, self.filter_net.min_size)
             out = self.filter_net(sp)[..., top : top + h, left : left + w]

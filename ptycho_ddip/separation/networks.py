@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "pad_to_multiple", "lowpass_kernel", "highpass_kernel",
-           "initial_kernel", "kernel_sizes", "stack_into", "group_parameters"]
+__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "correlate_kernels", "pad_to_multiple", "lowpass_kernel",
+           "highpass_kernel", "initial_kernel", "kernel_sizes", "stack_into", "group_parameters"]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -262,6 +262,31 @@ def initial_kernel(init: str, size: int = 7) -> torch.Tensor:
     return F.pad(k, (pad, pad, pad, pad))
 
 
+FFT_MIN_KERNEL = 9
+"""Kernels at least this wide are applied through the FFT (:func:`correlate_kernels`); narrower ones, the paper's 7x7
+included, by ``conv2d``, so the default fit is unchanged."""
+
+
+def correlate_kernels(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Reflection-padded cross-correlation of channel m of ``x`` (B, M, H, W) with kernel m of ``kernels``
+    (M, 1, s, s), s odd: what ``F.conv2d(F.pad(x, (s//2,) * 4, mode="reflect"), kernels, groups=M)`` computes.
+
+    Kernels of :data:`FFT_MIN_KERNEL` px and wider go through ``torch.fft`` (circular correlation of the padded image,
+    exact on the cropped centre since the padding is the kernel's radius). A direct 25x25 ``conv2d`` with its two
+    gradients costs about 25 ms per call on one CPU thread at 96 x 96; the FFT form about 1-2 ms
+    (benchmarks/bench_separation.py ``--kernel-sizes``).
+    """
+    s = kernels.shape[-1]
+    pad = s // 2
+    xp = F.pad(x, (pad,) * 4, mode="reflect")
+    if s < FFT_MIN_KERNEL:
+        return F.conv2d(xp, kernels, groups=kernels.shape[0])
+    h, w = xp.shape[-2:]
+    k = F.pad(kernels[:, 0], (0, w - s, 0, h - s)).roll((-pad, -pad), (-2, -1))  # centre at the origin
+    out = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k).conj(), s=(h, w))
+    return out[..., pad : h - pad, pad : w - pad].contiguous()
+
+
 class KernelFilter(nn.Module):
     """A single learnable ``size x size`` convolution kernel (reflection padded), initialised low- or high-pass
     (:func:`initial_kernel`)."""
@@ -272,4 +297,4 @@ class KernelFilter(nn.Module):
         self.pad = size // 2
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(y, (self.pad,) * 4, mode="reflect"), self.weight)
+        return correlate_kernels(y, self.weight)

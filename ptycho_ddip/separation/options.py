@@ -8,6 +8,7 @@ from typing import Optional
 
 from .model import FILTER_TYPES, GHOST_KINDS
 from .networks import kernel_sizes
+from .select import SELECT_ESTIMATES
 
 SCHEDULES = ("balanced", "paper")
 
@@ -105,9 +106,11 @@ class SeparationOptions:
         always refers to the fitted model's slots.
     select, select_every, select_from, select_guard : which iterate is returned for each slice that receives a
         high-pass ghost. ``"final"``: the last one. ``"crosstalk"``: the fit keeps that slice's image every
-        ``select_every`` epochs from epoch ``select_from`` on and returns the one with the smallest truth-free
-        (partial) crosstalk estimate among those correlating >= ``select_guard`` with the final image (module
-        :mod:`ptycho_ddip.separation.select`; docs/separation_stability.md sections 10 and 11). It costs memory:
+        ``select_every`` epochs from epoch ``select_from`` on and returns, among those correlating >=
+        ``select_guard`` with the final image and the final image itself, the one scored cleanest by the truth-free
+        crosstalk estimate ``select_estimate``: ``"rank"`` (the smallest sum of ranks under the plain and the partial
+        estimate), ``"partial"`` or ``"plain"`` (module :mod:`ptycho_ddip.separation.select`;
+        docs/separation_stability.md sections 10-12). It costs memory:
         one image per kept epoch, slice and member. None = ``"crosstalk"`` with kernel filters in the "balanced"
         schedule, ``"final"`` with shallow-DIP filters (where it did not help) and in the "paper" schedule.
     log_every : epochs between progress updates / host syncs.
@@ -156,6 +159,7 @@ class SeparationOptions:
     select_every: int = 50
     select_from: int = 100
     select_guard: float = 0.9
+    select_estimate: str = "rank"
     log_every: int = 10
     monitor_every: int = 50
     snapshot_every: int = 0
@@ -206,6 +210,8 @@ class SeparationOptions:
             raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
         if not 0 <= int(self.exclusion_coarse_from) <= 4:
             raise ValueError(f"exclusion_coarse_from must be a scale level in 0..4, got {self.exclusion_coarse_from}")
+        if self.select_estimate not in SELECT_ESTIMATES:
+            raise ValueError(f"select_estimate must be one of {SELECT_ESTIMATES}, got {self.select_estimate!r}")
         if int(self.select_every) < 1 or not 0 <= self.select_guard <= 1:
             raise ValueError("select_every must be >= 1 and select_guard in [0, 1]")
         for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp",

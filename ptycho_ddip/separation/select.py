@@ -1,12 +1,21 @@
-"""Truth-free choice of the iterate returned for each slice that receives a high-pass ghost (``select="crosstalk"``).
+"""Truth-free choice of the iterate returned for each slice that receives a high-pass ghost (``select``).
 
 Why: along a DDIP fit, the slice that receives a high-pass ghost (slice 2 of the paper's data) is often cleanest
 early, and the ghost creeps back later (docs/separation_stability.md sections 1, 6 and 10). The fit keeps that
-slice's image every ``select_every`` epochs from ``select_from`` on; at the end it returns, for each such slice, the
-kept image with the smallest partial :func:`ptycho_ddip.separation.metrics.crosstalk_estimate` (``partial=True``:
-the slice's own low-pass band taken up by nuisance regressors; no ground truth), among
-those that correlate at least ``guard`` with the final image of the slice (an early, underfitted image has little
-fine detail and so little high-pass crosstalk; the guard keeps it out). The final iterate is always a candidate.
+slice's image every ``select_every`` epochs from ``select_from`` on. At the end it returns, for each such slice, one
+of the kept images or the final one. Candidates are the final image and the kept images that correlate at least
+``guard`` with it (an early, underfitted image has little fine detail and so little high-pass crosstalk; the guard
+keeps it out). They are scored with the truth-free :func:`ptycho_ddip.separation.metrics.crosstalk_estimate` of the
+slice against the other slices' inputs:
+
+- ``"plain"`` (section 10): the smallest plain estimate. It is biased by the slice's own signal: a low-pass copy of
+  it sits in the other inputs, so a clean slice reads 0.1-0.3;
+- ``"partial"`` (section 11): the smallest partial estimate (``partial=True``, the slice's own low-pass band taken up
+  by nuisance regressors). No bias, but its nuisance regressors also take up part of a ghost;
+- ``"rank"`` (section 12, ``select="crosstalk"``): the smallest sum of the candidate's ranks under the two
+  estimates (ties: the smaller partial estimate). Their errors come from different places and cancel in part:
+  over 42 saved kernel trajectories each alone returns a passing slice 2 on 28-29, the rank sum on 32.
+
 Slices that receive a low-pass ghost are returned as fitted: they are cleaned late, and the estimate does not rank
 their iterates well (section 10).
 """
@@ -15,10 +24,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 
 from .metrics import correlation, crosstalk_nuisance, crosstalk_regressors, explained_ratio
 
-__all__ = ["selected_slices", "select_iterates"]
+__all__ = ["SELECT_ESTIMATES", "selected_slices", "select_iterates"]
+
+SELECT_ESTIMATES = ("rank", "partial", "plain")
 
 
 def selected_slices(ghost_kinds: Sequence[str]) -> list:
@@ -27,9 +39,8 @@ def selected_slices(ghost_kinds: Sequence[str]) -> list:
 
 
 def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray, ghost_kinds: Sequence[str],
-                    final_epoch: int, guard: float = 0.9) -> tuple:
-    """Choose, for each slice of :func:`selected_slices`, the kept iterate with the smallest partial crosstalk
-    estimate.
+                    final_epoch: int, guard: float = 0.9, estimate: str = "rank") -> tuple:
+    """Choose, for each slice of :func:`selected_slices`, the returned iterate (module docstring).
 
     Parameters
     ----------
@@ -39,25 +50,31 @@ def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray
     ghost_kinds : per slice ``"lowpass"`` / ``"highpass"``.
     final_epoch : the epoch of ``final``.
     guard : a kept image is a candidate only if its correlation with the slice's final image is >= guard.
+    estimate : ``"rank"``, ``"partial"`` or ``"plain"`` (module docstring).
 
     Returns
     -------
     (images (N, H, W): ``final`` with the selected slices replaced, epochs (N,) int: the epoch each slice comes
     from).
     """
+    if estimate not in SELECT_ESTIMATES:
+        raise ValueError(f"estimate must be one of {SELECT_ESTIMATES}, got {estimate!r}")
     final = np.asarray(final, dtype=np.float64)
     inputs = np.asarray(inputs, dtype=np.float64)
     out = final.copy()
     epochs = np.full(final.shape[0], int(final_epoch), dtype=np.int64)
     for s, i in enumerate(selected_slices(ghost_kinds)):
         regs = crosstalk_regressors(i, final, inputs, ghost_kinds)  # the other slices only: fixed for slice i
-        kind = ghost_kinds[i]
-        best = explained_ratio(final[i], regs, crosstalk_nuisance(final[i], kind))
-        for epoch, images in kept:
-            candidate = np.asarray(images[s], dtype=np.float64)
-            if correlation(candidate, final[i]) < guard:
-                continue
-            est = explained_ratio(candidate, regs, crosstalk_nuisance(candidate, kind))
-            if est < best:
-                best, out[i], epochs[i] = est, candidate, int(epoch)
+        cands = [(int(final_epoch), final[i])] + [
+            (int(e), img) for e, img in ((e, np.asarray(images[s], dtype=np.float64)) for e, images in kept)
+            if correlation(img, final[i]) >= guard]
+        partial = np.array([explained_ratio(c, regs, crosstalk_nuisance(c, ghost_kinds[i])) for _, c in cands])
+        if estimate == "partial":
+            score = partial
+        else:
+            plain = np.array([explained_ratio(c, regs) for _, c in cands])
+            score = plain if estimate == "plain" else rankdata(partial) + rankdata(plain)
+        best = min(range(len(cands)), key=lambda q: (score[q], partial[q]))
+        epochs[i] = cands[best][0]
+        out[i] = cands[best][1]
     return out, epochs

@@ -390,7 +390,8 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
         y_m, chosen = y_all[m][list(perm)], None
         if sel:
-            y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.select_guard)
+            y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.select_guard,
+                                         opts.select_estimate)
         outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=model.filter_arrays(m),
                                   loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign,
                                   snapshots=snapshots if m == 0 else [], selected_epochs=chosen))
