@@ -1,5 +1,5 @@
 """Cost of ``select="crosstalk"`` against the fit it belongs to: one kept copy (every ``select_every`` epochs) and
-the end-of-fit selection, as fractions of a DDIP epoch measured in the same process.
+the end-of-fit selection (with each ``select_estimate``), as fractions of a DDIP epoch measured in the same process.
 
     python benchmarks/bench_select.py --sizes 96,448 --epochs 2000
 
@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     from ptycho_ddip.phantoms import blend, make_phantom
     from ptycho_ddip.separation.options import SeparationOptions
-    from ptycho_ddip.separation.select import select_iterates
+    from ptycho_ddip.separation.select import SELECT_ESTIMATES, select_iterates
     from ptycho_ddip.separation.separate import Fit, _snapshot
 
     torch.set_num_threads(1)
@@ -52,15 +52,16 @@ def main() -> None:
         final = 0.7 * b.truth + 0.3 * b.inputs
         kept = [(opts.select_from + opts.select_every * k,
                  (final[1] + 0.01 * rng.standard_normal((n, n)))[None].astype(np.float32)) for k in range(n_kept)]
-        t0 = time.perf_counter()
-        select_iterates(kept, final, b.inputs, ("lowpass", "highpass"), args.epochs)
-        t_sel = time.perf_counter() - t0
         per_epoch = (t_copy / opts.select_every) / t_epoch
-        whole = (n_kept * t_copy + t_sel) / (args.epochs * t_epoch)
-        print(f"{n}x{n}: epoch {1e3 * t_epoch:.1f} ms | kept copy {1e3 * t_copy:.2f} ms every {opts.select_every} "
-              f"epochs = {100 * per_epoch:.3f} % per epoch | selection over {n_kept} kept images {1e3 * t_sel:.0f} ms"
-              f" | all of it {100 * whole:.3f} % of a {args.epochs}-epoch fit | matmul {matmul_gflops():.1f} GFLOP/s",
-              flush=True)
+        for est in SELECT_ESTIMATES:  # the default first
+            t0 = time.perf_counter()
+            select_iterates(kept, final, b.inputs, ("lowpass", "highpass"), args.epochs, estimate=est)
+            t_sel = time.perf_counter() - t0
+            whole = (n_kept * t_copy + t_sel) / (args.epochs * t_epoch)
+            print(f"{n}x{n} ({est}): epoch {1e3 * t_epoch:.1f} ms | kept copy {1e3 * t_copy:.2f} ms every "
+                  f"{opts.select_every} epochs = {100 * per_epoch:.3f} % per epoch | selection over {n_kept} kept "
+                  f"images {1e3 * t_sel:.0f} ms | all of it {100 * whole:.3f} % of a {args.epochs}-epoch fit | "
+                  f"matmul {matmul_gflops():.1f} GFLOP/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,9 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                         "in docs/separation_stability.md section 6")
     p.add_argument("--select", choices=("final", "crosstalk"),
                    help="iterate returned for each slice receiving a high-pass ghost: the final one, or the kept one "
-                        "(every 50 epochs from 100) with the smallest truth-free crosstalk estimate (default with "
-                        "kernel filters; docs/separation_stability.md section 10)")
+                        "(every 50 epochs from 100) scored cleanest by truth-free crosstalk estimates "
+                        "(--select-estimate; default with kernel filters; docs/separation_stability.md sections "
+                        "10-12)")
     p.add_argument("--select-estimate", choices=("rank", "partial", "plain"),
                    help="how --select crosstalk scores the kept iterates: the sum of their ranks under the plain and "
                         "the partial crosstalk estimate (default), or one of the two alone "

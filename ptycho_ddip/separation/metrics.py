@@ -149,7 +149,8 @@ def crosstalk_estimate(outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Seq
     trajectories). The partial estimate adds the same bands of the output's own low-pass (``G_low_sigma * y_i``,
     :func:`crosstalk_nuisance`) as nuisance regressors and counts only the input bands' part. Over 58 saved
     kernel trajectories it ranks iterates backwards less often (negative rank correlation with the true ratio on 9
-    against 15), and ``select="crosstalk"`` uses it (docs/separation_stability.md section 11).
+    against 15). ``select="crosstalk"`` ranks the kept iterates by it and by the plain estimate together
+    (:mod:`ptycho_ddip.separation.select`; docs/separation_stability.md sections 11 and 12).
 
     Parameters
     ----------
