@@ -50,7 +50,7 @@ def test_shallow_dip_filter_can_be_negative_without_sigmoid():
     torch.manual_seed(0)
     y = torch.rand(1, 1, 40, 40)
     assert float(ShallowDIPFilter("highpass")(y).detach().min()) < 0
-    assert float(ShallowDIPFilter("lowpass", sigmoid=True)(y).min()) >= 0
+    assert float(ShallowDIPFilter("lowpass", sigmoid=True)(y).detach().min()) >= 0
 
 
 def test_exclusion_zero_for_constant_and_positive_for_identical_textures():

@@ -76,10 +76,10 @@ def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray
             scores["plain"] = [explained_ratio(c, regs) for _, c in cands]
         if estimate == "rank":  # ties to the smaller partial estimate
             rank = rankdata(scores["partial"]) + rankdata(scores["plain"])
-            key = lambda q: (rank[q], scores["partial"][q])  # noqa: E731
+            order = list(zip(rank, scores["partial"]))
         else:
-            key = scores[estimate].__getitem__
-        best = min(range(len(cands)), key=key)
+            order = scores[estimate]
+        best = min(range(len(cands)), key=order.__getitem__)
         epochs[i] = cands[best][0]
         out[i] = cands[best][1]
     return out, epochs
