@@ -61,7 +61,6 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from scipy.stats import rankdata
 
 from validate_separation import BLENDS
 
@@ -323,6 +322,8 @@ def passes(a: dict, t1: int, t2: int) -> bool:
 
 
 def report(analyses: list, min_epoch: int = 100) -> tuple:
+    from ptycho_ddip.separation.select import best_candidate
+
     lines = ["| run | GSR2 in | GSR2 final | GSR2 best (epoch) | corr2 in/final | GSR1 in | GSR1 final | "
              "corr1 in/final | alphas | passes |", "|" + "---|" * 10]
     sel_lines = ["| run | final | " + " | ".join(f"min {r}" for r in RULES) + " | "
@@ -365,12 +366,8 @@ def report(analyses: list, min_epoch: int = 100) -> tuple:
         # (the rule of section 10), with the partial one (section 11) and by the sum of the two ranks, ties to the
         # smaller partial estimate (the product's rule since section 12)
         cand = np.nonzero((ep >= min_epoch) & (a["stable2"] >= GUARD))[0]
-        rank = rankdata(a["crosstalk2"][cand]) + rankdata(a["crosstalkp2"][cand])
-        for key in ("crosstalk2", "crosstalkp2", "crosstalkr2"):
-            if key == "crosstalkr2":
-                t2 = int(cand[min(range(len(cand)), key=lambda q: (rank[q], a["crosstalkp2"][cand[q]]))])
-            else:
-                t2 = int(np.where((ep >= min_epoch) & (a["stable2"] >= GUARD), a[key], np.inf).argmin())
+        for key, rule in (("crosstalk2", "plain"), ("crosstalkp2", "partial"), ("crosstalkr2", "rank")):
+            t2 = int(cand[best_candidate(rule, a["crosstalkp2"][cand], a["crosstalk2"][cand])])
             ok_x = passes(a, last, t2)
             totals[key] += ok_x
             row[key] = ok_x

@@ -294,7 +294,6 @@ class KernelFilter(nn.Module):
     def __init__(self, init: str = "lowpass", size: int = 7):
         super().__init__()
         self.weight = nn.Parameter(initial_kernel(init, size)[None, None].clone())
-        self.pad = size // 2
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return correlate_kernels(y, self.weight)

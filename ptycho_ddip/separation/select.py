@@ -29,7 +29,7 @@ from scipy.stats import rankdata
 
 from .metrics import correlation, crosstalk_nuisance, crosstalk_regressors, explained_ratio
 
-__all__ = ["SELECT_ESTIMATES", "selected_slices", "select_iterates"]
+__all__ = ["SELECT_ESTIMATES", "selected_slices", "best_candidate", "select_iterates"]
 
 SELECT_ESTIMATES = ("rank", "partial", "plain")
 
@@ -37,6 +37,17 @@ SELECT_ESTIMATES = ("rank", "partial", "plain")
 def selected_slices(ghost_kinds: Sequence[str]) -> list:
     """Indices of the slices whose iterate is selected: those receiving a high-pass ghost."""
     return [i for i, k in enumerate(ghost_kinds) if k == "highpass"]
+
+
+def best_candidate(estimate: str, partial: Sequence[float] | None, plain: Sequence[float] | None) -> int:
+    """Index of the candidate that rule ``estimate`` picks from its scores: the smallest ``partial`` or ``plain``
+    estimate, or for ``"rank"`` the smallest sum of the two ranks (ties: the smaller partial estimate, then the
+    first). Only the scores the rule uses need to be given."""
+    if estimate == "rank":
+        order = list(zip(rankdata(partial) + rankdata(plain), partial))
+    else:
+        order = list(partial if estimate == "partial" else plain)
+    return min(range(len(order)), key=order.__getitem__)
 
 
 def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray, ghost_kinds: Sequence[str],
@@ -66,20 +77,17 @@ def select_iterates(kept: Sequence[tuple], final: np.ndarray, inputs: np.ndarray
     epochs = np.full(final.shape[0], int(final_epoch), dtype=np.int64)
     for s, i in enumerate(selected_slices(ghost_kinds)):
         regs = crosstalk_regressors(i, final, inputs, ghost_kinds)  # the other slices only: fixed for slice i
-        cands = [(int(final_epoch), final[i])] + [
-            (int(e), img) for e, img in ((e, np.asarray(images[s], dtype=np.float64)) for e, images in kept)
-            if correlation(img, final[i]) >= guard]
-        scores = {}
+        cands = [(int(final_epoch), final[i])]
+        for epoch, images in kept:
+            img = np.asarray(images[s], dtype=np.float64)
+            if correlation(img, final[i]) >= guard:
+                cands.append((int(epoch), img))
+        partial = plain = None
         if estimate in ("partial", "rank"):
-            scores["partial"] = [explained_ratio(c, regs, crosstalk_nuisance(c, ghost_kinds[i])) for _, c in cands]
+            partial = [explained_ratio(c, regs, crosstalk_nuisance(c, ghost_kinds[i])) for _, c in cands]
         if estimate in ("plain", "rank"):
-            scores["plain"] = [explained_ratio(c, regs) for _, c in cands]
-        if estimate == "rank":  # ties to the smaller partial estimate
-            rank = rankdata(scores["partial"]) + rankdata(scores["plain"])
-            order = list(zip(rank, scores["partial"]))
-        else:
-            order = scores[estimate]
-        best = min(range(len(cands)), key=order.__getitem__)
+            plain = [explained_ratio(c, regs) for _, c in cands]
+        best = best_candidate(estimate, partial, plain)
         epochs[i] = cands[best][0]
         out[i] = cands[best][1]
     return out, epochs
