@@ -39,7 +39,13 @@ after every Adam step the high-pass kernels are projected onto isotropic differe
 Variant ``open<N>`` (e.g. ``anchor+open1000``): a 25 x 25 high-pass kernel (``kernel_size=(7, 25)``, no band
 constraint) whose outer ring stays shut (masked: zero, no gradient) until epoch N, so that the fit starts as the
 default one; from N the whole support is free and the high-pass kernel is kept zero-sum (section 12; an experiment,
-not a package option). Variants joined by ``+`` combine (``anchor+lp25hp7``). Since section 9 the package default
+not a package option). Variant ``switch<T>`` (e.g. ``anchor+switch0.4``): as ``open<N>``, but the ring opens at the
+first check (every 50 epochs from epoch 200) where slice 1's truth-free plain crosstalk estimate drops below T, i.e.
+once y_1 no longer holds slice 2's features; the opening epoch is saved as ``opened``. Flags for ``open``/``switch``:
+``warm`` starts the opened ring's Adam second moments at the inner 7x7's mean, ``ring`` keeps only the ring zero-sum
+(the inner 7x7 stays free, as in the default), so that opening does not change the filter at that step (section 13).
+Variant ``lpblur<S>`` (shallow-DIP filters): ``filter_blur=S``, a fixed S px Gaussian blur after each low-pass
+filter (section 13). Variants joined by ``+`` combine (``anchor+lp25hp7``). Since section 9 the package default
 includes the anchor (``exclusion_input=1``): the saved ``default`` trajectories of earlier rounds are the variant
 ``noanchor`` today.
 Variant ``lock``: at ``--lock-epoch`` the weight DIP is frozen (alphas fixed) and every ghost's gain
@@ -120,9 +126,12 @@ def variant_options(variant: str, wide_size: int = 25) -> dict:
         scales = re.fullmatch(r"ascales(\d+)", part)
         if scales:  # input-anchored exclusion over this many scales (1, 2, 4, ... px)
             opts["exclusion_input_scales"] = int(scales.group(1))
-        opened = re.fullmatch(r"open(\d+)", part)
+        opened = re.fullmatch(r"open(\d+)", part) or re.fullmatch(r"switch([\d.]+)", part)
         if opened and "kernel_size" not in opts:  # high-pass kernel 25 x 25, its outer ring shut until epoch N
             opts["kernel_size"] = (7, wide_size)
+        blur = re.fullmatch(r"lpblur([\d.]+)", part)
+        if blur:  # shallow-DIP filters: a fixed Gaussian blur after each low-pass filter (section 13)
+            opts["filter_blur"] = float(blur.group(1))
         if part == "noanchor":  # the default before the input-anchored exclusion (the "default" rows up to round 4)
             opts["exclusion_input"] = 0.0
     return opts
@@ -163,7 +172,8 @@ def _dog_projector(fit, torch):
     return project
 
 
-def _late_opening(fit, epoch_open: int, torch):
+def _late_opening(fit, epoch_open, torch, threshold: float = 0.0, inputs=None, warm: bool = False,
+                  ring_only: bool = False):
     """Variant ``open<N>``: the high-pass kernels (``kernel_size=(7, 25)``) keep the paper's 7x7 support until epoch
     ``epoch_open`` (their outer ring is masked: zero, no gradient, no Adam moments), so the fit up to there is the
     default one. From then on the full support is free, and each high-pass kernel is projected to zero sum after
@@ -180,16 +190,49 @@ def _late_opening(fit, epoch_open: int, torch):
     inner[..., lo : lo + 7, lo : lo + 7] = 1.0
     m.kernel_mask[hp] = inner
 
-    def hook(epoch: int) -> None:
-        if epoch + 1 < epoch_open:
+    state = {"open": epoch_open}
+
+    def hook(epoch: int, out=None) -> None:
+        if state["open"] is None:  # variant switch<T>: open when slice 1's truth-free estimate drops below T
+            if (epoch + 1) < SWITCH_FROM or (epoch + 1) % SWITCH_EVERY or out is None:
+                return
+            if _slice1_estimate(out["y"][0].detach().numpy().astype(np.float64), inputs) >= threshold:
+                return
+            state["open"] = epoch + 1
+        if epoch + 1 < state["open"]:
             return
         with torch.no_grad():
-            if epoch + 1 == epoch_open:
+            if epoch + 1 == state["open"]:
                 m.kernel_mask[hp] = 1.0
+                adam = fit.optim.state.get(m.kernels, {})
+                if warm and "exp_avg_sq" in adam:  # the opened ring's steps normalised like the inner 7x7's
+                    v, ring = adam["exp_avg_sq"], inner[0] == 0
+                    for q in hp.nonzero().reshape(-1).tolist():
+                        v[q][ring] = v[q][~ring].mean()
             k = m.kernels[hp]
-            m.kernels[hp] = k - k.mean(dim=(-2, -1), keepdim=True)
+            if ring_only:  # only the opened ring is kept zero-sum: the inner 7x7 stays free, as in the default
+                ring = (inner == 0).to(k.dtype)
+                m.kernels[hp] = k - ring * (k * ring).sum(dim=(-2, -1), keepdim=True) / ring.sum(dim=(-2, -1),
+                                                                                                 keepdim=True)
+            else:
+                m.kernels[hp] = k - k.mean(dim=(-2, -1), keepdim=True)
 
+    hook.state = state
     return hook
+
+
+SWITCH_FROM, SWITCH_EVERY = 200, 50
+"""Variant ``switch<T>`` checks slice 1's estimate every SWITCH_EVERY epochs from epoch SWITCH_FROM on."""
+
+
+def _slice1_estimate(y: np.ndarray, inputs: np.ndarray) -> float:
+    """Truth-free plain crosstalk estimate of slice 1 (low-pass ghost) of the outputs ``y`` (2, H, W), matched to
+    the inputs: how much of G(3 px) * I_2 the output of slice 1 still holds."""
+    from ptycho_ddip.separation.metrics import correlation, crosstalk_regressors, explained_ratio
+
+    c = np.array([[correlation(y[k], inputs[i]) for k in range(2)] for i in range(2)])
+    y = y if c[0, 0] + c[1, 1] >= c[0, 1] + c[1, 0] else y[::-1]
+    return explained_ratio(y[0], crosstalk_regressors(0, y, inputs, ("lowpass", "highpass")))
 
 
 def _band_penalty(fit, weight: float, torch):
@@ -237,7 +280,10 @@ def fit_and_record(job: dict) -> tuple:
     penalty = _band_penalty(fit, job["band_penalty"], torch) if job["variant"] == "bandpen" else None
     dog = _dog_projector(fit, torch) if "dog" in job["variant"].split("+") else None
     opened = [int(p[4:]) for p in job["variant"].split("+") if re.fullmatch(r"open\d+", p)]
-    late = _late_opening(fit, opened[0], torch) if opened else None
+    switch = [float(p[6:]) for p in job["variant"].split("+") if re.fullmatch(r"switch[\d.]+", p)]
+    warm, ring = ("warm" in job["variant"].split("+")), ("ring" in job["variant"].split("+"))
+    late = (_late_opening(fit, opened[0], torch, warm=warm, ring_only=ring) if opened
+            else _late_opening(fit, None, torch, switch[0], b.inputs, warm, ring) if switch else None)
     ys, gs, als, eps = [], [], [], []
     t0 = time.perf_counter()
     for epoch in range(opts.epochs + 1):
@@ -248,7 +294,7 @@ def fit_and_record(job: dict) -> tuple:
             if dog is not None:
                 dog()
             if late is not None:
-                late(epoch)
+                late(epoch, out)
         else:
             with torch.no_grad():
                 out = fit.model()
@@ -259,7 +305,8 @@ def fit_and_record(job: dict) -> tuple:
             eps.append(epoch)
     name = f"{job['phantom']}_{job['blend']}_{job['filters']}_{job['variant']}{_seed_suffix(job['seed'])}"
     np.savez_compressed(os.path.join(job["out"], name + ".npz"), y=np.array(ys), g=np.array(gs),
-                        alpha=np.array(als), epoch=np.array(eps), truth=b.truth, ghosts=b.ghosts, inputs=b.inputs)
+                        alpha=np.array(als), epoch=np.array(eps), truth=b.truth, ghosts=b.ghosts, inputs=b.inputs,
+                        opened=-1 if late is None or late.state["open"] is None else late.state["open"])
     return name, time.perf_counter() - t0
 
 
@@ -432,7 +479,7 @@ def main() -> None:
     ap.add_argument("--filters", default="kernel,dip")
     ap.add_argument("--variants", default="default",
                     help="default, band (band_constraint=True), bandpen, wide, wideband, lp<A>hp<B>, ramp<K>, anchor<W>, "
-                         "ascales<N>, ranchor<W>s<L>, dog "
+                         "ascales<N>, ranchor<W>s<L>, dog, open<N>, switch<T> (+warm, +ring), lpblur<S> "
                          "and/or lock; join with + to combine (anchor+lp25hp7)")
     ap.add_argument("--lock-epoch", type=int, default=200)
     ap.add_argument("--band-penalty", type=float, default=0.01, help="weight of the bandpen variant's penalty")

@@ -111,6 +111,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--band-constraint", action="store_true", default=None,
                    help="keep kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
                         "in docs/separation_stability.md section 6")
+    p.add_argument("--filter-blur", type=float, metavar="PX",
+                   help="Gaussian blur (px) after each low-pass shallow-DIP filter (default 0 = none, as in the "
+                        "paper); slice 1 cleaner, slice 2 collapses more often (docs/separation_stability.md section "
+                        "13); kernel filters ignore it")
     p.add_argument("--select", choices=("final", "crosstalk"),
                    help="iterate returned for each slice receiving a high-pass ghost: the final one, or the kept one "
                         "(every 50 epochs from 100) scored cleanest by truth-free crosstalk estimates "
@@ -151,6 +155,7 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
              "snapshot_every": getattr(args, "snapshot_every", None),
              "band_constraint": getattr(args, "band_constraint", None),
              "kernel_size": getattr(args, "kernel_size", None),
+             "filter_blur": getattr(args, "filter_blur", None),
              "gamma_ramp": getattr(args, "gamma_ramp", None),
              "exclusion_input": getattr(args, "exclusion_input", None),
              "exclusion_coarse": getattr(args, "exclusion_coarse", None), "select": getattr(args, "select", None),

@@ -8,7 +8,8 @@ from ptycho_ddip.separation.losses import exclusion_loss, exclusion_pairs, misma
 from ptycho_ddip.separation.metrics import (correlation, crosstalk_nuisance, crosstalk_regressors, explained_ratio,
                                           ghost_to_signal, separation_metrics)
 from ptycho_ddip.separation.model import DDIPModel
-from ptycho_ddip.separation.networks import FFT_MIN_KERNEL, KernelFilter, ShallowDIPFilter, SkipDIP, correlate_kernels
+from ptycho_ddip.separation.networks import (FFT_MIN_KERNEL, KernelFilter, ShallowDIPFilter, SkipDIP, correlate_kernels,
+                                            gaussian_blur)
 from ptycho_ddip.separation.options import SeparationOptions
 from ptycho_ddip.separation.separate import Fit, input_anchor_pairs, separate
 
@@ -51,6 +52,49 @@ def test_shallow_dip_filter_can_be_negative_without_sigmoid():
     y = torch.rand(1, 1, 40, 40)
     assert float(ShallowDIPFilter("highpass")(y).detach().min()) < 0
     assert float(ShallowDIPFilter("lowpass", sigmoid=True)(y).detach().min()) >= 0
+
+
+@pytest.mark.parametrize("sigma,shape", [(1.5, (40, 52)), (0.7, (9, 12)), (4.0, (10, 30))])
+def test_gaussian_blur_equals_scipy_mirror_filter(sigma, shape):
+    """networks.gaussian_blur is scipy's gaussian_filter(mode="mirror", truncate=3) whenever the 3-sigma support
+    fits the image; on a constant it is exact (normalised kernel), and it keeps the mean of a periodic pattern."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.random.default_rng(0).random((2, *shape))
+    out = gaussian_blur(torch.from_numpy(x)[None], sigma)[0].numpy()
+    if 3 * sigma < min(shape) - 1:
+        for c in range(2):
+            np.testing.assert_allclose(out[c], gaussian_filter(x[c], sigma, mode="mirror", truncate=3.0), atol=1e-12)
+    const = gaussian_blur(torch.full((1, 1, *shape), 0.3, dtype=torch.float64), sigma)
+    np.testing.assert_allclose(const.numpy(), 0.3, atol=1e-14)
+    # a cosine of period 8 px in the interior is damped by the Gaussian's transfer exp(-2 pi^2 sigma^2 f^2)
+    if shape == (40, 52):
+        cos = np.cos(2 * np.pi * np.arange(52) / 8.0)[None].repeat(40, 0)
+        damped = gaussian_blur(torch.from_numpy(cos)[None, None], sigma)[0, 0].numpy()
+        gain = np.exp(-2 * np.pi**2 * sigma**2 / 64.0)
+        np.testing.assert_allclose(damped[:, 8:-8], gain * cos[:, 8:-8], atol=2e-3)
+
+
+def test_shallow_dip_lowpass_filter_blur_and_its_default():
+    """filter_blur puts a fixed Gaussian after the low-pass shallow-DIP filter only; off by default (the paper's
+    filter) in both schedules."""
+    y = torch.rand(1, 1, 40, 44, dtype=torch.float64)
+    lp, hp = ShallowDIPFilter("lowpass", blur=1.5).double(), ShallowDIPFilter("highpass", blur=1.5).double()
+    with torch.no_grad():
+        np.testing.assert_allclose(lp(y).numpy(), gaussian_blur(lp.net(y), 1.5).numpy(), atol=1e-14)
+        np.testing.assert_allclose(hp(y).numpy(), (y - hp.net(y)).numpy(), atol=1e-14)  # high-pass: no blur
+    assert SeparationOptions(filters="dip").filter_blur == 0.0
+    assert SeparationOptions(filters="dip", schedule="paper").filter_blur == 0.0
+    with pytest.raises(ValueError, match="filter_blur"):
+        SeparationOptions(filters="dip", filter_blur=-1.0)
+    # the model's low-pass ghost f_12(y_2) is the blurred network output; the high-pass ghost f_21(y_1) is not
+    m = DDIPModel(2, (40, 44), filters="dip", filter_blur=1.5, seed=2).double()
+    m0 = DDIPModel(2, (40, 44), filters="dip", filter_blur=0.0, seed=2).double()
+    with torch.no_grad():
+        yy = m.images()
+        np.testing.assert_allclose(m.ghost(0, 1, yy).numpy(), gaussian_blur(m0.ghost(0, 1, yy), 1.5).numpy(),
+                                   atol=1e-14)
+        np.testing.assert_allclose(m.ghost(1, 0, yy).numpy(), m0.ghost(1, 0, yy).numpy(), atol=1e-14)
 
 
 def test_exclusion_zero_for_constant_and_positive_for_identical_textures():
@@ -347,6 +391,22 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
         separate(b.inputs, epochs=4, seed=2, progress=False, checkpoint_path=ck, resume=True)
 
 
+def test_resume_accepts_a_checkpoint_written_before_an_option_existed(tmp_path):
+    """A checkpoint whose config lacks an option added later (here filter_blur) resumes when the run uses that
+    option's default, and is refused when it does not."""
+    b = _small_blend()
+    ck = str(tmp_path / "run.ckpt")
+    full = separate(b.inputs, epochs=4, seed=1, progress=False)
+    separate(b.inputs, epochs=2, seed=1, progress=False, checkpoint_every=2, checkpoint_path=ck)
+    state = torch.load(ck, weights_only=False)
+    del state["config"]["filter_blur"]
+    torch.save(state, ck)
+    resumed = separate(b.inputs, epochs=4, seed=1, progress=False, checkpoint_path=ck, resume=True)
+    np.testing.assert_allclose(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="different options"):
+        separate(b.inputs, epochs=4, seed=1, progress=False, checkpoint_path=ck, resume=True, filter_blur=1.0)
+
+
 def test_ensemble_mean_std_and_members():
     b = _small_blend()
     r = separate(b.inputs, epochs=4, seed=0, ensemble=3, member_batch=2, progress=False)
@@ -361,6 +421,7 @@ def test_ensemble_mean_std_and_members():
 
 @pytest.mark.parametrize("filters,n_slices,epochs,extra", [("kernel", 2, 10, {}),
                                                            ("dip", 2, 3, {"exclusion_ghost": 0.5}),
+                                                           ("dip", 2, 3, {"filter_blur": 1.5}),
                                                            ("kernel", 3, 2, {"ghost_norm": True,
                                                                              "exclusion_input": 1.0})])
 def test_batched_ensemble_equals_separate_runs_and_plain_path(filters, n_slices, epochs, extra):

@@ -25,7 +25,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from .model import DDIPModel
-from .networks import (KernelFilter, SkipDIP, correlate_kernels, group_parameters, pad_to_multiple,
+from .networks import (KernelFilter, SkipDIP, correlate_kernels, gaussian_blur, group_parameters, pad_to_multiple,
                        project_kernels_to_band, stack_into)
 
 __all__ = ["BatchedDDIP", "LoopedDDIP", "build_model"]
@@ -50,11 +50,12 @@ class BatchedDDIP(nn.Module):
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
                  filter_sigmoid: bool = False, ghost_norm: bool = False,
-                 kernel_size: int | Sequence[int] = 7, channels_last: bool = True):
+                 kernel_size: int | Sequence[int] = 7, filter_blur: float = 0.0, channels_last: bool = True):
         super().__init__()
         refs = [DDIPModel(n_slices, shape, filters=filters, ghost_kinds=ghost_kinds, channels=channels,
                           skip_channels=skip_channels, noise_scale=noise_scale, filter_sigmoid=filter_sigmoid,
-                          ghost_norm=ghost_norm, kernel_size=kernel_size, seed=int(s)) for s in seeds]
+                          ghost_norm=ghost_norm, kernel_size=kernel_size, filter_blur=filter_blur, seed=int(s))
+                for s in seeds]
         k, n = len(refs), n_slices
         self.members, self.n_slices, self.shape = k, n, refs[0].shape
         self.filter_type, self.ghost_norm = filters, bool(ghost_norm)
@@ -86,6 +87,7 @@ class BatchedDDIP(nn.Module):
                                       sigmoid=src[0].sigmoid, groups=k * p)
             stack_into(self.filter_net, src)
             self.kernels = None
+        self.filter_blur = float(filter_blur) if filters == "dip" else 0.0
         hp = torch.tensor([float(self.ghost_kinds[i] == "highpass") for i, _ in self.pairs] * k)
         self.register_buffer("highpass", hp[None, :, None, None])
         self.register_buffer("source_index", torch.tensor([j for _, j in self.pairs]))
@@ -105,7 +107,10 @@ class BatchedDDIP(nn.Module):
         else:
             sp, (top, left) = pad_to_multiple(src, self.filter_net.multiple, self.filter_net.min_size)
             out = self.filter_net(sp)[..., top : top + h, left : left + w]
-            g = out + self.highpass * (src - 2.0 * out)  # high-pass form y - net(y), low-pass net(y)
+            if self.filter_blur > 0:  # low-pass form G_blur * net(y) (ShallowDIPFilter)
+                g = (1.0 - self.highpass) * gaussian_blur(out, self.filter_blur) + self.highpass * (src - out)
+            else:
+                g = out + self.highpass * (src - 2.0 * out)  # high-pass form y - net(y), low-pass net(y)
         g = g.reshape(k, len(self.pairs), h, w)
         if self.ghost_norm:
             s = src.reshape(k, -1, h, w)

@@ -52,6 +52,8 @@ class DDIPModel(nn.Module):
     channels, skip_channels : image/weight DIP widths (DESIGN.md section 3 defaults).
     noise_scale : z ~ U(-0.5, 0.5) * noise_scale (0.01 as in the original code).
     filter_sigmoid : end shallow-DIP filters in a sigmoid (the original; cannot make negative high-pass ghosts).
+    filter_blur : Gaussian blur (pixels, standard deviation) after every low-pass shallow-DIP filter
+        (``networks.ShallowDIPFilter``); 0 = none, as in the paper. Kernel filters ignore it.
     ghost_norm : rescale every filtered ghost f_ij(y_j) to the standard deviation of y_j, so that the filters
         set only the ghost's band and the weights alone set its strength (closes the "filter gain -> 0" path to the
         trivial solution y_i = I_i).
@@ -62,7 +64,7 @@ class DDIPModel(nn.Module):
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
                  filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int | Sequence[int] = 7,
-                 seed: int = 0):
+                 filter_blur: float = 0.0, seed: int = 0):
         super().__init__()
         if n_slices < 2:
             raise ValueError(f"DDIP needs at least 2 slices, got {n_slices}")
@@ -87,7 +89,8 @@ class DDIPModel(nn.Module):
                     if i != j:
                         kind = ghost_kinds[i]
                         self.filters[f"f_{i + 1}_{j + 1}"] = (KernelFilter(kind, sizes[kind]) if filters == "kernel"
-                                                              else ShallowDIPFilter(kind, filter_sigmoid))
+                                                              else ShallowDIPFilter(kind, filter_sigmoid,
+                                                                                    blur=filter_blur))
         ph, pw = self.image_dips[0].padded_shape(*self.shape)
         z_img = (torch.rand(n_slices, 1, 1, ph, pw, generator=gen) - 0.5) * noise_scale
         z_w = (torch.rand(1, n_slices, ph, pw, generator=gen) - 0.5) * noise_scale

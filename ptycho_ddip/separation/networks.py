@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "correlate_kernels", "pad_to_multiple", "lowpass_kernel",
-           "highpass_kernel", "initial_kernel", "kernel_sizes", "stack_into", "group_parameters"]
+__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "correlate_kernels", "gaussian_blur", "pad_to_multiple",
+           "lowpass_kernel", "highpass_kernel", "initial_kernel", "kernel_sizes", "stack_into", "group_parameters"]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -188,20 +188,47 @@ class ShallowDIPFilter(nn.Module):
 
     ``init`` ("lowpass" or "highpass") only selects the residual form: for "highpass" the output is
     ``y - net(y)`` so that a fresh filter starts near a high-pass of y; for "lowpass" it is ``net(y)``.
+
+    ``blur`` (pixels, standard deviation; low-pass filters only): the low-pass output is followed by a fixed
+    Gaussian blur, ``G_blur * net(y)``. Unconstrained, the "low-pass" DIP learns to amplify fine detail (zone-plate
+    stripes 10-50x at epoch 2000), and slice 1 then loses its own fine structure to that "ghost"
+    (docs/separation_stability.md sections 6 and 13). The blur multiplies frequency f (cycles/px) by
+    exp(-2 pi^2 blur^2 f^2), so to pass stripes of 4 px with gain g the network must first amplify them about 16 g
+    times (blur 1.5 px). It is a handicap, not a hard bound: measured in fits, the amplification falls to 0.7-2.4x.
+    A low-pass ghost wider than the blur stays representable (G_s = G_blur * G_sqrt(s^2 - blur^2)).
     """
 
-    def __init__(self, init: str = "lowpass", sigmoid: bool = False, levels: int = 3):
+    def __init__(self, init: str = "lowpass", sigmoid: bool = False, levels: int = 3, blur: float = 0.0):
         super().__init__()
         if init not in ("lowpass", "highpass"):
             raise ValueError(f"init must be 'lowpass' or 'highpass', got {init!r}")
+        if not blur >= 0:
+            raise ValueError(f"blur must be >= 0 (pixels), got {blur}")
         self.init = init
+        self.blur = float(blur) if init == "lowpass" else 0.0
         self.net = SkipDIP(1, 1, channels=(1,) * levels, skip_channels=(1,) * levels, sigmoid=sigmoid)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         h, w = y.shape[-2:]
         yp, (top, left) = pad_to_multiple(y, self.net.multiple, self.net.min_size)
         out = self.net(yp)[..., top : top + h, left : left + w]
-        return y - out if self.init == "highpass" else out
+        if self.init == "highpass":
+            return y - out
+        return gaussian_blur(out, self.blur) if self.blur > 0 else out
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of every channel of ``x`` (B, C, H, W): standard deviation ``sigma`` pixels, the
+    normalised kernel truncated at 3 sigma (at most the image size minus one), reflection padded (scipy's
+    ``gaussian_filter(..., mode="mirror", truncate=3)``)."""
+    h, w = x.shape[-2:]
+    r = min(int(3.0 * sigma + 0.5), h - 1, w - 1)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), g.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), g.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def lowpass_kernel(size: int = 7) -> torch.Tensor:

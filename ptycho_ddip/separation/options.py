@@ -77,6 +77,12 @@ class SeparationOptions:
         ranks on the node.
     noise_scale : amplitude of the uniform noise inputs (0.01 as in the original code).
     filter_sigmoid : end shallow-DIP filters in a sigmoid (the original; cannot produce a negative high-pass ghost).
+    filter_blur : Gaussian blur (pixels, standard deviation) after every *low-pass* shallow-DIP filter, which
+        handicaps that filter in passing fine detail: unconstrained, it learns to amplify zone-plate stripes 10-50x,
+        and slice 1 loses its own fine structure (docs/separation_stability.md sections 6 and 13). 0 = none (the
+        default, as in the paper). Measured at 1.5 px over 24 blends: slice 1 is cleaner and ends worse than its
+        input on 3 instead of 8, but slice 2 collapses more often (5 runs with a correlation < 0.5 against 3), so
+        it is a trade, not a default. Kernel filters ignore it (their band is kept by ``band_constraint``).
     ghost_norm : rescale each filtered ghost to its source's standard deviation (see DDIPModel).
     exclusion_balance : balance gradient magnitudes in the exclusion loss (Gandelsman et al.'s original form);
         None = from the schedule.
@@ -146,6 +152,7 @@ class SeparationOptions:
     threads: Optional[int] = None
     noise_scale: float = 0.01
     filter_sigmoid: bool = False
+    filter_blur: float = 0.0
     ghost_norm: bool = False
     match_inputs: bool = True
     exclusion_balance: Optional[bool] = None
@@ -215,7 +222,7 @@ class SeparationOptions:
         if int(self.select_every) < 1 or not 0 <= self.select_guard <= 1:
             raise ValueError("select_every must be >= 1 and select_guard in [0, 1]")
         for name in ("checkpoint_every", "weight_reg_epochs", "member_batch", "snapshot_every", "gamma_ramp",
-                     "exclusion_input", "exclusion_coarse", "select_from"):
+                     "exclusion_input", "exclusion_coarse", "select_from", "filter_blur"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

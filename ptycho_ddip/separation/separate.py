@@ -163,9 +163,15 @@ _RESUME_IGNORED = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "l
                    "monitor_every")
 
 
-def _same_run(a: dict, b: dict) -> bool:
+def _same_run(checkpoint: dict, current: dict) -> bool:
+    """Whether a checkpoint's config describes the current run. An option the checkpoint does not name (it was
+    written before the option existed) counts as that option's plain default, which reproduces the older fit;
+    options whose default comes from the schedule (None) must be named."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SeparationOptions)
+                if f.default is not dataclasses.MISSING and f.default is not None}
+    old = {**{k: v for k, v in defaults.items() if k in current}, **checkpoint}
     strip = lambda d: {k: v for k, v in d.items() if k not in _RESUME_IGNORED}  # noqa: E731
-    return strip(a) == strip(b)
+    return strip(old) == strip(current)
 
 
 # ----------------------------------------------------------------------------------------------- one member
@@ -280,7 +286,7 @@ class Fit:
         model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters, ghost_kinds=opts.ghost_kinds,
                             channels=opts.channels, skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
                             filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm,
-                            kernel_size=opts.kernel_size)
+                            kernel_size=opts.kernel_size, filter_blur=opts.filter_blur)
         self.model = model.to(device=device, dtype=self.dtype)
         self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
         fused = opts.fast and device.type in ("cpu", "cuda")
