@@ -113,8 +113,8 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                         "in docs/separation_stability.md section 6")
     p.add_argument("--filter-blur", type=float, metavar="PX",
                    help="Gaussian blur (px) after each low-pass shallow-DIP filter (default 0 = none, as in the "
-                        "paper); slice 1 cleaner, slice 2 collapses more often (docs/separation_stability.md section "
-                        "13); kernel filters ignore it")
+                        "paper); it cleaned slice 1 on the blends it was tried on but not on new ones "
+                        "(docs/separation_stability.md section 13); kernel filters ignore it")
     p.add_argument("--select", choices=("final", "crosstalk"),
                    help="iterate returned for each slice receiving a high-pass ghost: the final one, or the kept one "
                         "(every 50 epochs from 100) scored cleanest by truth-free crosstalk estimates "

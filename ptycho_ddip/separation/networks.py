@@ -194,7 +194,7 @@ class ShallowDIPFilter(nn.Module):
     stripes 10-50x at epoch 2000), and slice 1 then loses its own fine structure to that "ghost"
     (docs/separation_stability.md sections 6 and 13). The blur multiplies frequency f (cycles/px) by
     exp(-2 pi^2 blur^2 f^2), so to pass stripes of 4 px with gain g the network must first amplify them about 16 g
-    times (blur 1.5 px). It is a handicap, not a hard bound: measured in fits, the amplification falls to 0.7-2.4x.
+    times (blur 1.5 px). It is a handicap, not a hard bound: measured in fits, the amplification falls to 0.6-2.5x.
     A low-pass ghost wider than the blur stays representable (G_s = G_blur * G_sqrt(s^2 - blur^2)).
     """
 

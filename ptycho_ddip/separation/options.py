@@ -80,9 +80,9 @@ class SeparationOptions:
     filter_blur : Gaussian blur (pixels, standard deviation) after every *low-pass* shallow-DIP filter, which
         handicaps that filter in passing fine detail: unconstrained, it learns to amplify zone-plate stripes 10-50x,
         and slice 1 loses its own fine structure (docs/separation_stability.md sections 6 and 13). 0 = none (the
-        default, as in the paper). Measured at 1.5 px over 24 blends: slice 1 is cleaner and ends worse than its
-        input on 3 instead of 8, but slice 2 collapses more often (5 runs with a correlation < 0.5 against 3), so
-        it is a trade, not a default. Kernel filters ignore it (their band is kept by ``band_constraint``).
+        default, as in the paper). Measured at 1.5 px: on the 12 blends it was tried on, slice 1 is cleaner and
+        never ends worse than its input (5 of 12 without); on 6 new blends both slices are worse, so it is not a
+        default. Kernel filters ignore it (their band is kept by ``band_constraint``).
     ghost_norm : rescale each filtered ghost to its source's standard deviation (see DDIPModel).
     exclusion_balance : balance gradient magnitudes in the exclusion loss (Gandelsman et al.'s original form);
         None = from the schedule.
