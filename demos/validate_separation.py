@@ -25,6 +25,13 @@ BLENDS = {
     "G2": ("gauss:4", "hp:1.5", (0.6, 0.4), "wide low-pass s=4 / x - G(1.5) high-pass, strong ghosts"),
     "G3": ("box:11", "dog:1.5,6", (0.8, 0.2), "11x11 box low-pass / DoG 1.5-6 band-pass, weak ghosts"),
 }
+#: blends held out from every choice of the estimated mixing (docs/separation_stability.md section 14)
+HELD_OUT = {
+    "G4": ("gauss:3", "laplace", (0.7, 0.3), "Gaussian low-pass s=3 / five-point Laplacian (grows to the corners)"),
+    "G5": ("box:5", "hp:3", (0.65, 0.35), "5x5 box low-pass / x - G(3) high-pass, strong ghosts"),
+    "G6": ("gauss:1.5", "dog:1,4", (0.75, 0.25), "narrow Gaussian low-pass s=1.5 / DoG 1-4 band-pass"),
+}
+ALL_BLENDS = {**BLENDS, **HELD_OUT}
 
 
 def variants() -> dict:
@@ -34,6 +41,12 @@ def variants() -> dict:
     return {
         "paper": {"schedule": "paper"},
         "default": {},
+        # the learnable mixing with the rest of the default (the default before the estimated mixing)
+        "learn": {"mixing": "learn"},
+        # the estimated mixing alone: the unmixed slices, no network fit
+        "unmix": {"epochs": 0},
+        # the estimated mixing without the exclusion terms in the network fit
+        "est_g0": {"gamma_excl": 0.0, "exclusion_input": 0.0},
         # candidates measured in docs/separation_stability.md (all on top of the paper schedule)
         "reg_all": {"schedule": "paper", "weight_reg_epochs": 10**9},
         "gnorm_reg": {"schedule": "paper", "ghost_norm": True, "weight_reg_epochs": 10**9},
@@ -55,20 +68,22 @@ def _run(job: dict) -> dict:
     from ptycho_ddip.separation.options import SeparationOptions
     from ptycho_ddip.separation.separate import separate
 
-    f1, f2, alpha, _ = BLENDS[job["blend"]]
+    f1, f2, alpha, _ = ALL_BLENDS[job["blend"]]
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
-    b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2))
+    b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2), noise=job.get("noise", 0.0), seed=job["seed"])
     opts = SeparationOptions.from_dict({"filters": job["filters"], "epochs": job["epochs"], "seed": job["seed"],
                                         "monitor_every": job["monitor_every"], "threads": 1, **job["overrides"]})
     t0 = time.perf_counter()
     res = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
     dt = time.perf_counter() - t0
+    epochs = opts.epochs
     m_in = separation_metrics(b.inputs, b.truth, b.ghosts)
     m_out = separation_metrics(res.separated, b.truth, b.ghosts)
     cols = list(res.monitor_columns)
     mon = res.monitor
-    row = {**{k: job[k] for k in ("phantom", "blend", "filters", "variant", "epochs", "size", "seed")},
-           "seconds": dt, "s_per_epoch": dt / job["epochs"], "alpha": res.alpha.tolist(),
+    row = {**{k: job[k] for k in ("phantom", "blend", "filters", "variant", "size", "seed")}, "epochs": epochs,
+           "noise": job.get("noise", 0.0), "mixing": opts.mixing, "seconds": dt, "s_per_epoch": dt / max(epochs, 1),
+           "alpha": res.alpha.tolist(),
            "gamma_excl": opts.gamma_excl}
     for i in (1, 2):
         g = mon[:, cols.index(f"ghost_to_signal_{i}")]
@@ -79,9 +94,14 @@ def _run(job: dict) -> dict:
         row[f"corr{i}_in"] = m_in[i - 1]["correlation"]
         row[f"corr{i}_final"] = m_out[i - 1]["correlation"]
     row["trajectory"] = {"columns": cols, "rows": mon.round(5).tolist()}
-    name = f"{job['phantom']}_{job['blend']}_{job['filters']}_{job['variant']}_{job['epochs']}"
+    name = f"{job['phantom']}_{job['blend']}_{job['filters']}_{job['variant']}_{epochs}"
+    if job.get("noise"):
+        name += f"_noise{job['noise']:g}"
+    if job["seed"]:
+        name += f"_s{job['seed']}"
     separation_figure(res.inputs, res.separated, res.loss, res.alpha, truth=b.truth, monitor=mon,
-                      monitor_columns=cols, path=os.path.join(job["out"], name + ".png"))
+                      monitor_columns=cols, mixing=res.config.get("mixing_estimate"),
+                      path=os.path.join(job["out"], name + ".png"))
     return row
 
 
@@ -109,7 +129,8 @@ def table(rows: list) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phantoms", default="au-nio,zp-nio")
-    ap.add_argument("--blends", default=",".join(BLENDS))
+    ap.add_argument("--blends", default=",".join(BLENDS), help=f"of {', '.join(ALL_BLENDS)}")
+    ap.add_argument("--noise", type=float, default=0.0, help="Gaussian noise added to the blends (slice units)")
     ap.add_argument("--filters", default="kernel,dip")
     ap.add_argument("--variants", default="default")
     ap.add_argument("--overrides", default="{}", help="JSON dict of extra options for a variant named 'custom'")
@@ -124,7 +145,8 @@ def main() -> None:
     var = variants()
     var["custom"] = json.loads(args.overrides)
     jobs = [{"phantom": p, "blend": bl, "filters": f, "variant": v, "overrides": var[v], "epochs": args.epochs,
-             "size": args.size, "seed": args.seed, "monitor_every": args.monitor_every, "out": args.out}
+             "size": args.size, "seed": args.seed, "monitor_every": args.monitor_every, "out": args.out,
+             "noise": args.noise}
             for p in args.phantoms.split(",") for bl in args.blends.split(",") for f in args.filters.split(",")
             for v in args.variants.split(",")]
     t0 = time.perf_counter()

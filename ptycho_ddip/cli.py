@@ -75,12 +75,22 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--part", choices=("phase", "magnitude", "real", "imag"),
                    help="which part of complex input to separate")
     p.add_argument("--truth", nargs="+", metavar="TRUTH", help="true slices: record the ghost-to-signal trajectory")
+    p.add_argument("--mixing", choices=("estimate", "learn"),
+                   help="estimate (default): estimate the mixing first as isotropic linear filters and fit the image "
+                        "DIPs with it held fixed, so the ghost cannot come back; learn: the paper's learnable mixing "
+                        "(weight DIP and --filters) (docs/separation_stability.md section 14)")
+    p.add_argument("--mixing-sigmas", type=_csv(float), metavar="S1,S2,...",
+                   help="widths (px) of the Gaussian blurs the estimated transfer functions are made of "
+                        "(default 0.5,1,1.5,2,3,4,6)")
+    p.add_argument("--mixing-iters", type=int, metavar="N", help="iterations of the mixing estimate (default 800)")
     p.add_argument("--filters", type=_filters_arg, metavar="kernel|dip[,...]",
-                   help="ghost filters: 7x7 kernels or shallow DIPs; a list (kernel,dip) runs a sweep")
+                   help="ghost filters of the learnable mixing (--mixing learn): 7x7 kernels or shallow DIPs; a "
+                        "list (kernel,dip) runs a sweep")
     p.add_argument("--ghost-kinds", type=_csv(str), metavar="K1,K2",
                    help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
     p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
-                   help="exclusion-loss weight (default 0.5 kernels / 0.1 DIPs); a list runs a sweep (one result per "
+                   help="exclusion-loss weight (default 0.5; with --mixing learn 0.5 kernels / 0.1 DIPs); a list runs "
+                        "a sweep (one result per "
                         "setting, a comparison figure and a metrics table); 'auto' fits every candidate (kernels 0.1-1, DIPs "
                         "0.02-0.4) and keeps the one with the smallest truth-free crosstalk estimate")
     p.add_argument("--gamma-ramp", type=float, metavar="R",
@@ -94,11 +104,13 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="weight (relative to gamma) of the exclusion between each slice receiving a low-pass ghost "
                         "and the input of each slice receiving a high-pass ghost, at the coarse scales (4-16 px); "
                         "0 = off (docs/separation_stability.md section 11)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int,
+                   help="fitting epochs (default 2000); with the estimated mixing, 0 returns the unmixed slices "
+                        "(seconds, no network prior)")
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=("balanced", "paper"),
-                   help="balanced (default: gradient-balanced exclusion, stays clean over long fits) or paper "
-                        "(the published recipe)")
+                   help="balanced (default: estimated mixing, gradient-balanced exclusion; stays clean over long "
+                        "fits) or paper (the published recipe: learnable mixing)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
@@ -148,7 +160,9 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
     filters = args.filters[0] if isinstance(args.filters, list) else args.filters
     gamma = args.gamma_excl[0] if isinstance(args.gamma_excl, list) else args.gamma_excl
     gamma = None if gamma == "auto" else gamma
-    flags = {"filters": filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
+    flags = {"mixing": getattr(args, "mixing", None), "mixing_sigmas": getattr(args, "mixing_sigmas", None),
+             "mixing_iters": getattr(args, "mixing_iters", None),
+             "filters": filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
              "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
              "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None),

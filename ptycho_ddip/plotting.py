@@ -48,8 +48,9 @@ def _show(ax, im, title):
 def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarray, alpha: np.ndarray,
                       std: Optional[np.ndarray] = None, truth: Optional[np.ndarray] = None,
                       monitor: Optional[np.ndarray] = None, monitor_columns: Sequence[str] = (),
-                      path: Optional[str] = None):
-    """Inputs, outputs (with alphas), optional truth and std maps, loss curves and the ground-truth trajectory."""
+                      mixing: Optional[dict] = None, path: Optional[str] = None):
+    """Inputs, outputs (with alphas), optional truth and std maps, loss curves, the ground-truth trajectory and,
+    for the estimated mixing (``mixing``: ``Mixing.to_dict()``), its ghost transfer functions."""
     n = inputs.shape[0]
     rows = [("input", inputs), ("separated", separated)]
     if truth is not None:
@@ -57,7 +58,7 @@ def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarra
     if std is not None:
         rows.append(("ensemble std", std))
     ncols = max(n, 2)
-    nrows = len(rows) + 1 + (monitor is not None)
+    nrows = len(rows) + 1 + (monitor is not None) + (mixing is not None)
     fig = plt.figure(figsize=(3.0 * ncols, 2.8 * nrows))
     al = np.atleast_2d(alpha).mean(0)
     for r, (label, stack) in enumerate(rows):
@@ -67,6 +68,9 @@ def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarra
             if label == "separated":
                 title += f"  alpha={al[i]:.3f}"
             _show(ax, stack[i], title)
+    if mixing is not None:
+        _mixing_panel(fig.add_subplot(nrows, 1, len(rows) + 1), mixing)
+        rows = rows + [("mixing", None)]
     ax = fig.add_subplot(nrows, 1, len(rows) + 1)
     ep = loss[:, 0]
     for c, name in zip(range(1, 5), ("total", "mismatch", "exclusion", "weight")):
@@ -89,6 +93,25 @@ def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarra
     if path:
         save_figure(fig, path)
     return fig
+
+
+def _mixing_panel(ax, mixing: dict) -> None:
+    """Radial transfer functions H_ij(|k|) of an estimated mixing (separation.mixing.Mixing.to_dict())."""
+    from .separation.mixing import Mixing
+
+    mix = Mixing.from_dict(mixing)
+    k = np.linspace(0.0, 0.5, 200)
+    prof = mix.profiles(k)
+    n = prof.shape[0]
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                ax.plot(k, prof[i, j], label=f"ghost of slice {j + 1} on slice {i + 1} ({mix.ghost_kinds[i]})")
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_xlabel("spatial frequency |k| (cycles / pixel)")
+    ax.set_ylabel("H_ij(|k|)")
+    ax.set_title("estimated mixing: ghost transfer functions (own term = 1)", fontsize=9)
+    ax.legend(fontsize=7)
 
 
 def snapshot_columns(n_snapshots: int, max_columns: int = 8) -> list:

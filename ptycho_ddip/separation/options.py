@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .mixing import DEFAULT_SIGMAS
 from .model import FILTER_TYPES, GHOST_KINDS
 from .networks import kernel_sizes
 from .select import SELECT_ESTIMATES
@@ -15,18 +16,21 @@ SCHEDULES = ("balanced", "paper")
 #: what each schedule sets when the option itself is left at None
 SCHEDULE_PRESETS = {
     # the published recipe: exclusion as in the DDIP code (no gradient balancing), weight regulariser for 100 epochs
-    "paper": {"exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0,
-              "exclusion_input": 0.0, "exclusion_coarse": 0.0},
-    # default: Gandelsman et al.'s gradient-balanced exclusion and the input-anchored exclusion (section 9 of
-    # docs/separation_stability.md, where the measurements are)
-    "balanced": {"exclusion_balance": True, "weight_reg_epochs": 100, "band_constraint": False, "gamma_ramp": 0.0,
-                 "exclusion_input": 1.0, "exclusion_coarse": 0.0},
+    "paper": {"mixing": "learn", "exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False,
+              "gamma_ramp": 0.0, "exclusion_input": 0.0, "exclusion_coarse": 0.0},
+    # default: the mixing estimated first and held fixed (section 14 of docs/separation_stability.md), with
+    # Gandelsman et al.'s gradient-balanced exclusion and the input-anchored exclusion (section 9), which also
+    # apply to the learnable mixing (--mixing learn)
+    "balanced": {"mixing": "estimate", "exclusion_balance": True, "weight_reg_epochs": 100,
+                 "band_constraint": False, "gamma_ramp": 0.0, "exclusion_input": 1.0, "exclusion_coarse": 0.0},
 }
 DEVICES = ("auto", "cpu", "cuda")
 SELECT_RULES = ("final", "crosstalk")
+MIXINGS = ("estimate", "learn")
 
-#: default exclusion weight per filter type (DESIGN.md 3: 0.4-1.0 with single filters, 0.04-0.2 with shallow DIPs)
-DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1}
+#: default exclusion weight per filter type (DESIGN.md 3: 0.4-1.0 with single filters, 0.04-0.2 with shallow DIPs),
+#: and with the estimated mixing (which uses no learnable filters)
+DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1, "estimate": 0.5}
 
 
 @dataclass
@@ -35,6 +39,15 @@ class SeparationOptions:
 
     Attributes
     ----------
+    mixing : ``"estimate"`` (default in the "balanced" schedule): estimate the mixing first, as isotropic linear
+        filters of a few numbers each, from the exclusion of the unmixed slices (:mod:`.mixing`), then fit the image
+        DIPs with that mixing held fixed (:mod:`.fixed`); the weight DIP and the learnable filters (``filters``,
+        ``kernel_size``, ``band_constraint``, ``ghost_norm``, ``filter_*``, ``weight_reg*``) are not used, and the
+        ghost cannot come back (docs/separation_stability.md section 14). ``"learn"``: the paper's learnable mixing
+        (weight DIP and filters f_ij), the "paper" schedule's choice. None = from the schedule.
+    mixing_sigmas : widths (pixels) of the Gaussian blurs that make the estimated transfer functions (widest 6 px:
+        wider ones let the estimate add image-wide smooth content to a slice; section 14).
+    mixing_iters, mixing_lr : Adam iterations and learning rate of the mixing estimate.
     filters : ``"kernel"`` (learnable 7x7 kernels) or ``"dip"`` (shallow 3-level DIPs) for the ghost filters.
     kernel_size : support of the kernel filters in pixels (odd, >= 3; 7 as in the paper), or a (low-pass, high-pass)
         pair. A larger support starts as the same 7x7 filter, zero-padded, and can learn a ghost wider than 7x7 (such
@@ -50,7 +63,8 @@ class SeparationOptions:
         linearly over the first ``gamma_ramp_epochs`` epochs, while the image DIPs gain the capacity to fit fine
         detail (and with it the ghost), then stays. It does not depend on ``epochs``, so a resumed or extended run
         continues the same schedule. None = from the schedule; measured in docs/separation_stability.md section 8.
-    epochs : number of fitting epochs (one Adam step each).
+    epochs : number of fitting epochs (one Adam step each). With ``mixing="estimate"``, 0 returns the unmixed
+        slices M^-1 I themselves (seconds; no network prior, so noise in the inputs stays in the outputs).
     lr, lr_decay, lr_step : Adam learning rate, multiplied by ``lr_decay`` every ``lr_step`` epochs.
     lr_schedule : ``"step"`` (the paper's: the lr_decay/lr_step steps above) or ``"cosine"`` (lr decays as
         ``0.01 + 0.99 (1 + cos(pi e / epochs)) / 2``; lr_decay and lr_step are then unused). Experimental: on
@@ -117,8 +131,9 @@ class SeparationOptions:
         crosstalk estimate ``select_estimate``: ``"rank"`` (the smallest sum of ranks under the plain and the partial
         estimate), ``"partial"`` or ``"plain"`` (module :mod:`ptycho_ddip.separation.select`;
         docs/separation_stability.md sections 10-12). It costs memory:
-        one image per kept epoch, slice and member. None = ``"crosstalk"`` with kernel filters in the "balanced"
-        schedule, ``"final"`` with shallow-DIP filters (where it did not help) and in the "paper" schedule.
+        one image per kept epoch, slice and member. None = ``"crosstalk"`` with the learnable mixing and kernel
+        filters in the "balanced" schedule; ``"final"`` with the estimated mixing (whose fits do not drift back),
+        with shallow-DIP filters (where it did not help) and in the "paper" schedule.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
     snapshot_every : keep the clean slices every this many epochs (0 = none), for the first member, matched to the
@@ -129,6 +144,10 @@ class SeparationOptions:
     resume : continue from ``checkpoint_path`` if it exists.
     """
 
+    mixing: Optional[str] = None
+    mixing_sigmas: tuple = DEFAULT_SIGMAS
+    mixing_iters: int = 800
+    mixing_lr: float = 0.005
     filters: str = "kernel"
     kernel_size: int | tuple = 7
     ghost_kinds: Optional[tuple] = None
@@ -192,11 +211,15 @@ class SeparationOptions:
             self.kernel_size = (ks["lowpass"], ks["highpass"])  # a JSON list back to the pair
         else:
             self.kernel_size = ks["lowpass"]
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.mixing is None:
+            self.mixing = SCHEDULE_PRESETS[self.schedule]["mixing"]
         if self.gamma_excl is None:
-            self.gamma_excl = DEFAULT_GAMMA[self.filters]
+            self.gamma_excl = DEFAULT_GAMMA["estimate" if self.mixing == "estimate" else self.filters]
         if not self.gamma_excl >= 0:
             raise ValueError(f"gamma_excl must be >= 0, got {self.gamma_excl}")
-        for name in ("epochs", "lr_step", "ensemble", "log_every", "monitor_every", "gamma_ramp_epochs",
+        for name in ("lr_step", "mixing_iters", "ensemble", "log_every", "monitor_every", "gamma_ramp_epochs",
                      "exclusion_input_scales"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -211,8 +234,16 @@ class SeparationOptions:
         for name, value in SCHEDULE_PRESETS[self.schedule].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.mixing not in MIXINGS:
+            raise ValueError(f"mixing must be one of {MIXINGS}, got {self.mixing!r}")
+        if int(self.epochs) < (0 if self.mixing == "estimate" else 1):
+            raise ValueError(f"epochs must be >= 1 (>= 0 with mixing='estimate'), got {self.epochs}")
+        self.mixing_sigmas = tuple(float(s) for s in self.mixing_sigmas)
+        if not self.mixing_sigmas or min(self.mixing_sigmas) <= 0 or not self.mixing_lr > 0:
+            raise ValueError("mixing_sigmas must be positive widths in pixels and mixing_lr > 0")
         if self.select is None:
-            self.select = "crosstalk" if self.schedule == "balanced" and self.filters == "kernel" else "final"
+            self.select = ("crosstalk" if self.schedule == "balanced" and self.filters == "kernel"
+                           and self.mixing == "learn" else "final")
         if self.select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
         if not 0 <= int(self.exclusion_coarse_from) <= 4:

@@ -23,8 +23,10 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..runtime import configure_threads, resolve_device
 from .batched import build_model
+from .fixed import FixedMixingDIP
 from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
 from .metrics import correlation, ghost_to_signal, gradient_correlation
+from .mixing import Mixing, estimate_mixing
 from .model import default_ghost_kinds
 from .networks import kernel_sizes
 from .options import SeparationOptions
@@ -187,6 +189,7 @@ class _MemberOutput:
     foreign: Optional[np.ndarray] = None  # (N, H, W) the model's ghost part of each input, normalised units
     snapshots: list = field(default_factory=list)  # [(epoch, (N, H, W) y matched to the inputs)], first member
     selected_epochs: Optional[np.ndarray] = None  # (N,) the epoch each returned slice comes from (select option)
+    mixing: Optional[dict] = None  # the estimated mixing (Mixing.to_dict()), mixing="estimate" only
 
 
 def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
@@ -251,7 +254,7 @@ def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptio
         lp, images = coarse
         exc = exc + opts.exclusion_coarse * exclusion_pairs(y[:, lp], images.expand(k, -1, -1, -1), balance=bal,
                                                             first=opts.exclusion_coarse_from)
-    if epoch < opts.weight_reg_epochs:
+    if epoch < opts.weight_reg_epochs and opts.mixing == "learn":
         reg = opts.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
     else:
         reg = torch.zeros_like(mis)
@@ -270,23 +273,35 @@ def make_schedule(optim: torch.optim.Optimizer, opts: SeparationOptions):
 class Fit:
     """Model, optimiser and schedule of members ``seeds`` on normalised images ``target_np`` (N, H, W).
 
+    With ``opts.mixing == "estimate"`` the model is a :class:`~.fixed.FixedMixingDIP` on ``mixing`` (estimated here
+    when not given); otherwise the DDIP model with learnable mixing (fast or plain path).
+
     ``step(epoch)`` runs one Adam step of every member and returns the model outputs (before the step) and a (K, 4)
     tensor of total, mismatch, exclusion and weight losses, left on the device (no host sync). ``penalty``, if
     given, maps the model outputs to an extra (K,) loss added to the total (for experiments, e.g. the demos).
     """
 
-    def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device):
+    def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device,
+                 mixing: Optional[Mixing] = None):
         n, h, w = target_np.shape
         big = max(kernel_sizes(opts.kernel_size).values())
-        if opts.filters == "kernel" and big // 2 >= min(h, w):
+        if opts.mixing == "learn" and opts.filters == "kernel" and big // 2 >= min(h, w):
             raise ValueError(f"kernel_size {big} is too large for {h}x{w} images (the reflection padding needs "
                              f"kernel_size // 2 < {min(h, w)}); choose a smaller --kernel-size")
         self.opts = opts
         self.dtype = getattr(torch, opts.dtype)
-        model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters, ghost_kinds=opts.ghost_kinds,
-                            channels=opts.channels, skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
-                            filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm,
-                            kernel_size=opts.kernel_size, filter_blur=opts.filter_blur)
+        self.mixing = None
+        if opts.mixing == "estimate":
+            self.mixing = mixing if mixing is not None else estimate_target_mixing(target_np, opts)
+            model = FixedMixingDIP(target_np, self.mixing, seeds, channels=opts.channels,
+                                   skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
+                                   channels_last=opts.fast)
+        else:
+            model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters,
+                                ghost_kinds=opts.ghost_kinds, channels=opts.channels,
+                                skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
+                                filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm,
+                                kernel_size=opts.kernel_size, filter_blur=opts.filter_blur)
         self.model = model.to(device=device, dtype=self.dtype)
         self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
         fused = opts.fast and device.type in ("cpu", "cuda")
@@ -315,14 +330,22 @@ class Fit:
         return out, torch.stack([per_member, mis, exc, reg], dim=1).detach()
 
 
+def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progress: bool = False) -> Mixing:
+    """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts``' settings (CPU, float64)."""
+    kinds = opts.ghost_kinds or default_ghost_kinds(target_np.shape[0])
+    return estimate_mixing(target_np, kinds, opts.mixing_sigmas, opts.mixing_iters, opts.mixing_lr,
+                           progress=progress)
+
+
 def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Sequence[int], device: torch.device,
                truth: Optional[np.ndarray], ghosts: Optional[np.ndarray], progress: bool,
-               checkpoint_path: Optional[str], desc: str, callback: Optional[Callable]) -> list:
+               checkpoint_path: Optional[str], desc: str, callback: Optional[Callable],
+               mixing: Optional[Mixing] = None) -> list:
     """Fit ensemble members ``member_ids`` (seeds ``opts.seed + id``) together; one _MemberOutput per member."""
     n, h, w = target_np.shape
     seeds = [opts.seed + int(m) for m in member_ids]
     k = len(seeds)
-    fit = Fit(target_np, opts, seeds, device)
+    fit = Fit(target_np, opts, seeds, device, mixing)
     model, optim, sched = fit.model, fit.optim, fit.sched
     history = torch.zeros(opts.epochs, k, 4, device=device, dtype=fit.dtype)
     monitor: list = [[] for _ in range(k)]
@@ -378,11 +401,14 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
                                checkpoint_path)
     bar.close()
     with torch.no_grad():
-        final = model()
+        final = model.unmixed_outputs() if opts.epochs == 0 else model()
     y_all = final["y"].cpu().numpy().astype(np.float64)
     al_all = final["alpha"].cpu().numpy().astype(np.float64)
     with torch.no_grad():
-        comps = synthesis_components(final, final["ghosts"] if "ghosts" in final else model.ghosts(final["y"]))
+        if fit.mixing is not None:
+            comps = model.components(final)
+        else:
+            comps = synthesis_components(final, final["ghosts"] if "ghosts" in final else model.ghosts(final["y"]))
     comps = comps.cpu().numpy().astype(np.float64)
     hist = history.cpu().numpy().astype(np.float64)
     if opts.snapshot_every and (not snapshots or snapshots[-1][0] < opts.epochs):
@@ -400,7 +426,8 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
                                          opts.select_estimate)
         outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=model.filter_arrays(m),
                                   loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign,
-                                  snapshots=snapshots if m == 0 else [], selected_epochs=chosen))
+                                  snapshots=snapshots if m == 0 else [], selected_epochs=chosen,
+                                  mixing=fit.mixing.to_dict() if fit.mixing is not None else None))
     return outs
 
 
@@ -506,6 +533,8 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
     configure_threads(options.threads)
     device = resolve_device(options.device, rank=rank)
     target, _ = normalize_jointly(x)
+    # the estimated mixing depends on the images only: estimated once, shared by every member
+    mixing = estimate_target_mixing(target, options, progress) if options.mixing == "estimate" else None
     idx = list(range(options.ensemble)) if members is None else list(members)
     # batching members pays on GPUs (fewer, larger kernels) but not on CPU (measured 0.6-1.1x per member at 272^2,
     # benchmarks/bench_separation.py --ensembles), so the default is one member at a time on CPU
@@ -520,7 +549,7 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
         else:
             desc = f"DDIP members {batch[0] + 1}-{batch[-1] + 1}/{options.ensemble}"
         outs.extend(_fit_group(target, options, batch, device, truth, ghosts, progress,
-                               member_checkpoint(options, batch[0]), desc, callback))
+                               member_checkpoint(options, batch[0]), desc, callback, mixing))
     return outs
 
 
@@ -534,6 +563,8 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
               "permutations": [list(map(int, o.permutation)) for o in outs]}
     if outs[0].selected_epochs is not None:
         config["selected_epochs"] = [list(map(int, o.selected_epochs)) for o in outs]
+    if outs[0].mixing is not None:
+        config["mixing_estimate"] = outs[0].mixing
     first = outs[0]
     n = x.shape[0]
     mon = np.asarray(first.monitor, dtype=np.float64) if first.monitor else None
@@ -580,7 +611,8 @@ def write_result_files(paths: dict, result: SeparationResult, truth: np.ndarray 
     if result.std is not None:
         io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
     separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
-                      monitor=result.monitor, monitor_columns=result.monitor_columns, path=paths["png"])
+                      monitor=result.monitor, monitor_columns=result.monitor_columns,
+                      mixing=result.config.get("mixing_estimate"), path=paths["png"])
     if result.snapshots is not None:
         snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"])
 

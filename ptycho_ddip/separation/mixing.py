@@ -1,0 +1,255 @@
+"""The crosstalk mixing as isotropic linear filters: its truth-free estimate, the mixing itself and its inverse.
+
+Why. The DDIP's learnable mixing (a weight DIP and the filters f_ij) can move ghost amplitude into the image DIPs:
+late in a fit alpha runs to its bound and y_i fits the contaminated input, and the ghost comes back
+(docs/separation_stability.md). Here the mixing is estimated first, by a model of a few numbers per slice pair that
+cannot fit image content, and then held fixed (``SeparationOptions.mixing="estimate"``, the default).
+
+Model. Per spatial frequency k (cycles per pixel) of the images mirror-extended to (2H, 2W), so that the FFT's
+circular convolution is a convolution with reflecting boundaries (``scipy.ndimage``'s ``mode="reflect"``)::
+
+    I_i(k) = Y_i(k) + sum_{j != i} H_ij(|k|) Y_j(k)
+
+Y_i is slice i in the units it has inside I_i (its own weight absorbed) and H_ij the radial transfer function of the
+ghost of slice j on slice i, a combination of Gaussian blurs G_s(k) = exp(-2 pi^2 sigma_s^2 |k|^2) of widths
+``sigmas_px``:
+
+* slice i receives a low-pass ghost: ``H_ij = sum_s a_s G_s`` with a_s >= 0 (non-negative, non-increasing in |k|);
+* slice i receives a high-pass ghost: ``H_ij = sum_s b_s (1 - G_s)``, zero at k = 0, b_s of either sign (high-pass,
+  band-pass and difference-of-Gaussians ghosts).
+
+Isotropic, linear transfer functions are what propagation between slices produces in the weak-object limit; the
+alphas of the paper are absorbed into the H_ij (only their ratio to the own term is identifiable).
+
+Estimate (:func:`estimate_mixing`). The weights minimise the DDIP's own prior, the multi-scale gradient exclusion
+(:func:`~.losses.exclusion_pairs`), of the unmixed images Y = M^-1 I, each normalised to zero mean and unit standard
+deviation, summed over slice pairs: with the right mixing the slices share the fewest edges. Adam, learning rate
+0.005, 800 iterations, from a_s = 0.01 and b_s = 0. Two choices were measured (docs/separation_stability.md section
+14): the widest basis blur is 6 px, because with 12 px the fit adds image-wide smooth content to a slice, which lowers
+the *normalised* exclusion without separating anything; and a learning rate of 0.02 ran away on one blend of 66
+(both outputs became mixtures), which 0.005 does not.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .losses import exclusion_pairs
+
+DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+INIT_LOWPASS = 0.01  # starting weight of every low-pass basis blur (abs() needs a non-zero start to get a gradient)
+
+
+def mirror_extend(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) -> (..., 2H, 2W): the image and its mirror images (half-sample symmetric, as ``mode="reflect"``)."""
+    x = torch.cat([x, x.flip(-1)], dim=-1)
+    return torch.cat([x, x.flip(-2)], dim=-2)
+
+
+def radial_frequency(shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
+    """|k| in cycles per pixel on the FFT grid of ``shape`` (torch.fft.fftfreq order), (H, W)."""
+    ky = torch.fft.fftfreq(int(shape[0]), device=device, dtype=dtype)[:, None]
+    kx = torch.fft.fftfreq(int(shape[1]), device=device, dtype=dtype)[None, :]
+    return torch.sqrt(ky * ky + kx * kx)
+
+
+def gaussian_basis(k: torch.Tensor, sigmas_px: Sequence[float]) -> torch.Tensor:
+    """G_s(k) = exp(-2 pi^2 sigma_s^2 k^2) for every width (pixels): (S, *k.shape)."""
+    s = torch.as_tensor([float(v) for v in sigmas_px], dtype=k.dtype, device=k.device)
+    return torch.exp(-2.0 * math.pi**2 * s[:, None, None] ** 2 * k[None] ** 2)
+
+
+def _default_kinds(n: int) -> tuple:
+    return ("lowpass",) + ("highpass",) * (n - 1)
+
+
+def transfer_matrix(weights: torch.Tensor, basis: torch.Tensor, ghost_kinds: Sequence[str]) -> torch.Tensor:
+    """The mixing matrix M(k) (N, N, h, w): 1 on the diagonal, H_ij(k) off it.
+
+    ``weights`` (N, N, S) (the diagonal is ignored; low-pass rows enter as |a_s|), ``basis`` (S, h, w) from
+    :func:`gaussian_basis`, ``ghost_kinds[i]`` the kind of ghost slice i receives.
+    """
+    n = weights.shape[0]
+    rows = []
+    for i in range(n):
+        if ghost_kinds[i] == "lowpass":
+            h = torch.einsum("js,shw->jhw", weights[i].abs(), basis)
+        else:
+            h = torch.einsum("js,shw->jhw", weights[i], 1.0 - basis)
+        eye = torch.zeros(n, 1, 1, dtype=basis.dtype, device=basis.device)
+        eye[i] = 1.0
+        keep = torch.ones(n, 1, 1, dtype=basis.dtype, device=basis.device)
+        keep[i] = 0.0
+        rows.append(h * keep + eye)
+    return torch.stack(rows)
+
+
+def _apply(m: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
+    """sum_j m[i, j] * spectra[..., j, :, :] for every i."""
+    return torch.einsum("ijhw,...jhw->...ihw", m.to(spectra.dtype), spectra)
+
+
+def _inverse(m: torch.Tensor) -> torch.Tensor:
+    """Per-frequency inverse of M (N, N, h, w); closed form for N = 2."""
+    if m.shape[0] == 2:
+        det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+        return torch.stack([torch.stack([m[1, 1], -m[0, 1]]), torch.stack([-m[1, 0], m[0, 0]])]) / det
+    return torch.linalg.inv(m.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+
+
+def apply_mixing(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The mixed images I = M Y of clean images y (..., N, H, W) for a mixing matrix M (N, N, 2H, 2W)."""
+    h, w = y.shape[-2:]
+    spec = torch.fft.fft2(mirror_extend(y))
+    return torch.fft.ifft2(_apply(m, spec)).real[..., :h, :w]
+
+
+def ghost_terms(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Every ghost H_ij Y_j, (..., N, N - 1, H, W) in the order j = 0..N-1 without i, of y (..., N, H, W)."""
+    h, w = y.shape[-2:]
+    n = y.shape[-3]
+    spec = torch.fft.fft2(mirror_extend(y))
+    out = []
+    for i in range(n):
+        js = [j for j in range(n) if j != i]
+        g = spec[..., js, :, :] * m[i, js].to(spec.dtype)
+        out.append(torch.fft.ifft2(g).real[..., :h, :w])
+    return torch.stack(out, dim=-4)
+
+
+def unmix_tensor(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The clean images Y = M^-1 I of mixed images x (..., N, H, W)."""
+    h, w = x.shape[-2:]
+    spec = torch.fft.fft2(mirror_extend(x))
+    return torch.fft.ifft2(_apply(_inverse(m), spec)).real[..., :h, :w]
+
+
+@dataclass
+class Mixing:
+    """An estimated mixing (see the module docstring).
+
+    Attributes
+    ----------
+    ghost_kinds : per slice, the kind of ghost it receives.
+    sigmas_px : widths (pixels) of the Gaussian basis.
+    weights : (N, N, S) basis weights; ``weights[i, j]`` make H_ij, the ghost of slice j on slice i (low-pass rows
+        enter as absolute values); the diagonal is unused.
+    loss : the criterion (exclusion of the normalised unmixed images) after every iteration.
+    """
+
+    ghost_kinds: tuple
+    sigmas_px: tuple
+    weights: np.ndarray
+    loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def matrix(self, shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
+        """M(k) (N, N, 2H, 2W) for images of ``shape`` (H, W) (the mirror-extended FFT grid)."""
+        k = radial_frequency((2 * int(shape[0]), 2 * int(shape[1])), device=device, dtype=dtype)
+        w = torch.as_tensor(self.weights, dtype=dtype, device=device)
+        return transfer_matrix(w, gaussian_basis(k, self.sigmas_px), self.ghost_kinds)
+
+    def profiles(self, k: np.ndarray) -> np.ndarray:
+        """Radial transfer functions H_ij at frequencies ``k`` (cycles per pixel): (N, N, len(k)), diagonal 1."""
+        kk = torch.as_tensor(np.asarray(k, dtype=np.float64))[None, :]
+        m = transfer_matrix(torch.as_tensor(self.weights), gaussian_basis(kk, self.sigmas_px), self.ghost_kinds)
+        return m[:, :, 0].numpy()
+
+    def unmix(self, images: np.ndarray) -> np.ndarray:
+        """Y = M^-1 I of images (N, H, W), in the images' units (float64)."""
+        x = torch.as_tensor(np.asarray(images, dtype=np.float64))
+        return unmix_tensor(x, self.matrix(x.shape[-2:])).numpy()
+
+    def to_dict(self) -> dict:
+        return {"ghost_kinds": list(self.ghost_kinds), "sigmas_px": list(self.sigmas_px),
+                "weights": np.asarray(self.weights).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Mixing":
+        return cls(tuple(d["ghost_kinds"]), tuple(float(s) for s in d["sigmas_px"]),
+                   np.asarray(d["weights"], dtype=np.float64))
+
+
+def _normalised(y: torch.Tensor) -> torch.Tensor:
+    y = y - y.mean(dim=(-2, -1), keepdim=True)
+    return y / (y.std(dim=(-2, -1), keepdim=True) + 1e-12)
+
+
+def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = None,
+                    sigmas_px: Sequence[float] = DEFAULT_SIGMAS, iters: int = 800, lr: float = 0.005,
+                    device: Optional[torch.device] = None, progress: bool = False) -> Mixing:
+    """Estimate the mixing of ``images`` (N, H, W) without ground truth (module docstring).
+
+    Parameters
+    ----------
+    images : (N, H, W) the contaminated slices (any units; z-scored jointly inside).
+    ghost_kinds : per slice ``"lowpass"``/``"highpass"``, the ghost it receives; None = slice 1 low-pass, the others
+        high-pass (the paper's assignment).
+    sigmas_px : widths (pixels) of the Gaussian basis of every transfer function.
+    iters, lr : Adam iterations and learning rate.
+    device : where to compute (default CPU); float64 throughout.
+    progress : show a tqdm bar.
+
+    Returns
+    -------
+    Mixing
+
+    Examples
+    --------
+    >>> from ptycho_ddip.phantoms import blend, make_phantom
+    >>> b = blend(make_phantom("au-nio", (64, 64)).normalized())
+    >>> mix = estimate_mixing(b.inputs, iters=50)
+    >>> mix.weights.shape
+    (2, 2, 7)
+    """
+    from tqdm.auto import tqdm
+
+    x = torch.as_tensor(np.asarray(images, dtype=np.float64), device=device)
+    if x.ndim != 3 or x.shape[0] < 2:
+        raise ValueError(f"estimate_mixing needs (N >= 2, H, W) images, got shape {tuple(x.shape)}")
+    n, h, w = x.shape
+    kinds = tuple(ghost_kinds) if ghost_kinds is not None else _default_kinds(n)
+    if len(kinds) != n:
+        raise ValueError(f"ghost_kinds needs {n} entries, got {kinds}")
+    if not len(sigmas_px) or min(sigmas_px) <= 0:
+        raise ValueError(f"sigmas_px must be positive widths in pixels, got {sigmas_px}")
+    x = (x - x.mean()) / x.std()
+    spec = torch.fft.fft2(mirror_extend(x))
+    basis = gaussian_basis(radial_frequency((2 * h, 2 * w), device=x.device), sigmas_px)
+    init = torch.zeros(n, n, len(sigmas_px), dtype=torch.float64, device=x.device)
+    for i, kind in enumerate(kinds):
+        if kind == "lowpass":
+            init[i] = INIT_LOWPASS
+    weights = init.clone().requires_grad_(True)
+    first = [i for i in range(n) for j in range(i + 1, n)]
+    second = [j for i in range(n) for j in range(i + 1, n)]
+    optim = torch.optim.Adam([weights], lr=lr)
+    history = np.empty(iters)
+    for it in tqdm(range(iters), desc="mixing", disable=not progress, leave=False):
+        m = transfer_matrix(weights, basis, kinds)
+        y = _normalised(torch.fft.ifft2(_apply(_inverse(m), spec)).real[:, :h, :w])
+        loss = exclusion_pairs(y[None, first], y[None, second]).sum()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        history[it] = float(loss.detach())
+    mixing = Mixing(kinds, tuple(float(s) for s in sigmas_px), weights.detach().cpu().numpy(), history)
+    _warn_if_degenerate(mixing, images)
+    return mixing
+
+
+def _warn_if_degenerate(mixing: Mixing, images: np.ndarray) -> None:
+    """Warn when the estimate looks like a runaway: a near-singular mixing, or an unmixed slice that no longer
+    resembles its own input."""
+    x = np.asarray(images, dtype=np.float64)
+    det_min = float(np.linalg.det(np.moveaxis(mixing.matrix(x.shape[-2:]).numpy(), (0, 1), (-2, -1))).min())
+    y = mixing.unmix(x)
+    corr = [float(np.corrcoef(y[i].ravel(), x[i].ravel())[0, 1]) for i in range(x.shape[0])]
+    if det_min < 0.1 or min(corr) < 0.3:
+        warnings.warn(f"the estimated mixing looks degenerate (smallest determinant {det_min:.3f}, correlation of "
+                      f"the unmixed slices with their inputs {', '.join(f'{c:.2f}' for c in corr)}); check the "
+                      "ghost kinds (--ghost-kinds) or use the learnable mixing (--mixing learn)", stacklevel=3)
