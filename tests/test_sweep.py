@@ -54,8 +54,13 @@ def test_cli_sweep_and_auto_write_every_output(tmp_path, capsys):
     np.save(inp, b.inputs)
     np.save(truth, b.truth)
     out = str(tmp_path / "s.h5")
+    # a sweep over filter types compares the learnable mixing's filters: refused with the estimated mixing
     assert main(["separate", str(inp), "-o", out, "--gamma-excl", "0.05,0.5", "--filters", "kernel,dip",
-                 "--epochs", "3", "--truth", str(truth), "--no-progress"]) == 0
+                 "--epochs", "3", "--no-progress"]) == 2
+    assert "--mixing learn" in capsys.readouterr().err
+    assert not any(f.startswith("s_") for f in os.listdir(tmp_path))
+    assert main(["separate", str(inp), "-o", out, "--gamma-excl", "0.05,0.5", "--filters", "kernel,dip",
+                 "--mixing", "learn", "--epochs", "3", "--truth", str(truth), "--no-progress"]) == 0
     for label in ("kernel_g0.05", "kernel_g0.5", "dip_g0.05", "dip_g0.5"):
         res = read_separation_result(str(tmp_path / f"s_{label}.h5"))
         assert res["config"]["filters"] == label.split("_")[0]

@@ -69,12 +69,18 @@ def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0, b
 
 
 def exclusion_pairs(a: torch.Tensor, b: torch.Tensor, scales: int = 5, norm: float = 90.0,
-                    balance: bool = False, first: int = 0) -> torch.Tensor:
+                    balance: bool = False, first: int = 0, gain: float | None = None) -> torch.Tensor:
     """Exclusion between image pairs (a[k, p], b[k, p]), summed over pairs p: returns (K,), one value per member.
 
     ``a`` and ``b`` are (K, P, H, W); pair p of member k is scored exactly as ``exclusion_loss(a[k, p], b[k, p])``
     (``balance`` scales b's gradients), but all pairs and members go through each scale together. ``first`` > 0
     leaves out the finest scales: only levels ``first`` .. ``scales - 1`` are summed.
+
+    ``gain`` (the form the mixing estimate uses, :mod:`.mixing`): at every scale and direction, *both* images'
+    differences are rescaled to a mean absolute value of ``gain`` before squashing. The loss is then invariant to
+    each image's scale, scale by scale, and symmetric (Gandelsman et al.'s balancing rescales only the second
+    image, to twice the first's). A large gain saturates the tanh, so the term counts where both images have an
+    edge rather than how strong the edges are. ``balance`` is ignored when ``gain`` is given.
     """
     total = a.new_zeros(a.shape[0])
     for _ in range(first):
@@ -82,7 +88,10 @@ def exclusion_pairs(a: torch.Tensor, b: torch.Tensor, scales: int = 5, norm: flo
     for level in range(first, scales):
         for dim in (-1, -2):
             d1, d2 = torch.diff(a, dim=dim), torch.diff(b, dim=dim)
-            if balance:
+            if gain is not None:
+                d1 = d1 * (gain / (d1.abs().mean(dim=(-2, -1), keepdim=True) + 1e-12))
+                d2 = d2 * (gain / (d2.abs().mean(dim=(-2, -1), keepdim=True) + 1e-12))
+            elif balance:
                 s = 2.0 * d1.abs().mean(dim=(-2, -1), keepdim=True) / (d2.abs().mean(dim=(-2, -1), keepdim=True)
                                                                        + 1e-12)
                 d2 = d2 * s

@@ -21,13 +21,17 @@ ghost of slice j on slice i, a combination of Gaussian blurs G_s(k) = exp(-2 pi^
 Isotropic, linear transfer functions are what propagation between slices produces in the weak-object limit; the
 alphas of the paper are absorbed into the H_ij (only their ratio to the own term is identifiable).
 
-Estimate (:func:`estimate_mixing`). The weights minimise the DDIP's own prior, the multi-scale gradient exclusion
-(:func:`~.losses.exclusion_pairs`), of the unmixed images Y = M^-1 I, each normalised to zero mean and unit standard
-deviation, summed over slice pairs: with the right mixing the slices share the fewest edges. Adam, learning rate
-0.005, 800 iterations, from a_s = 0.01 and b_s = 0. Two choices were measured (docs/separation_stability.md section
-14): the widest basis blur is 6 px, because with 12 px the fit adds image-wide smooth content to a slice, which lowers
-the *normalised* exclusion without separating anything; and a learning rate of 0.02 ran away on one blend of 66
-(both outputs became mixtures), which 0.005 does not.
+Estimate (:func:`estimate_mixing`). The weights minimise the DDIP's own prior, the multi-scale gradient exclusion,
+of the unmixed images Y = M^-1 I, summed over slice pairs: with the right mixing the slices share the fewest edges.
+The exclusion is taken in its scale-invariant form (:func:`~.losses.exclusion_pairs` with ``gain``): at every scale
+and direction both images' differences are rescaled to a mean absolute value of 4 before the tanh squash, so the
+term counts where both slices have edges, whatever their strength, and no rescaling of a slice or added smooth
+content can lower it. Adam, learning rate 0.005, 800 iterations, from a_s = 0.01 and b_s = 0.
+
+Choices, measured on the blends of docs/separation_stability.md section 14 (G1-G3, seeds 0-10) and checked on held-out
+blends: the gain of 4 (the DDIP code's form, images normalised to unit standard deviation, left 2-20 % of the ghost
+on the zone-plate blends' slice 1, and Gandelsman's one-sided balancing ran away on one blend); the widest basis blur
+of 6 px; the learning rate of 0.005 (0.02 ran away on one blend of 66: both outputs became mixtures).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ import torch
 from .losses import exclusion_pairs
 
 DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+DEFAULT_GAIN = 4.0  # mean |difference| each image's gradients are rescaled to, per scale (losses.exclusion_pairs)
 INIT_LOWPASS = 0.01  # starting weight of every low-pass basis blur (abs() needs a non-zero start to get a gradient)
 
 
@@ -52,10 +57,22 @@ def mirror_extend(x: torch.Tensor) -> torch.Tensor:
 
 
 def radial_frequency(shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
-    """|k| in cycles per pixel on the FFT grid of ``shape`` (torch.fft.fftfreq order), (H, W)."""
+    """|k| in cycles per pixel on the real-FFT grid of an image of ``shape`` (torch.fft.rfft2's layout:
+    (H, W // 2 + 1), fftfreq along y, rfftfreq along x)."""
     ky = torch.fft.fftfreq(int(shape[0]), device=device, dtype=dtype)[:, None]
-    kx = torch.fft.fftfreq(int(shape[1]), device=device, dtype=dtype)[None, :]
+    kx = torch.fft.rfftfreq(int(shape[1]), device=device, dtype=dtype)[None, :]
     return torch.sqrt(ky * ky + kx * kx)
+
+
+def _spectrum(y: torch.Tensor) -> torch.Tensor:
+    """Real-FFT spectrum of the mirror-extended images (..., 2H, W + 1)."""
+    return torch.fft.rfft2(mirror_extend(y))
+
+
+def _image(spec: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Back from :func:`_spectrum`'s layout, cropped to the original (H, W)."""
+    h, w = int(shape[0]), int(shape[1])
+    return torch.fft.irfft2(spec, s=(2 * h, 2 * w))[..., :h, :w]
 
 
 def gaussian_basis(k: torch.Tensor, sigmas_px: Sequence[float]) -> torch.Tensor:
@@ -103,30 +120,24 @@ def _inverse(m: torch.Tensor) -> torch.Tensor:
 
 
 def apply_mixing(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """The mixed images I = M Y of clean images y (..., N, H, W) for a mixing matrix M (N, N, 2H, 2W)."""
-    h, w = y.shape[-2:]
-    spec = torch.fft.fft2(mirror_extend(y))
-    return torch.fft.ifft2(_apply(m, spec)).real[..., :h, :w]
+    """The mixed images I = M Y of clean images y (..., N, H, W) for a mixing matrix M (N, N, 2H, W + 1)."""
+    return _image(_apply(m, _spectrum(y)), y.shape[-2:])
 
 
 def ghost_terms(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Every ghost H_ij Y_j, (..., N, N - 1, H, W) in the order j = 0..N-1 without i, of y (..., N, H, W)."""
-    h, w = y.shape[-2:]
     n = y.shape[-3]
-    spec = torch.fft.fft2(mirror_extend(y))
+    spec = _spectrum(y)
     out = []
     for i in range(n):
         js = [j for j in range(n) if j != i]
-        g = spec[..., js, :, :] * m[i, js].to(spec.dtype)
-        out.append(torch.fft.ifft2(g).real[..., :h, :w])
+        out.append(_image(spec[..., js, :, :] * m[i, js].to(spec.dtype), y.shape[-2:]))
     return torch.stack(out, dim=-4)
 
 
 def unmix_tensor(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """The clean images Y = M^-1 I of mixed images x (..., N, H, W)."""
-    h, w = x.shape[-2:]
-    spec = torch.fft.fft2(mirror_extend(x))
-    return torch.fft.ifft2(_apply(_inverse(m), spec)).real[..., :h, :w]
+    return _image(_apply(_inverse(m), _spectrum(x)), x.shape[-2:])
 
 
 @dataclass
@@ -148,7 +159,7 @@ class Mixing:
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def matrix(self, shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
-        """M(k) (N, N, 2H, 2W) for images of ``shape`` (H, W) (the mirror-extended FFT grid)."""
+        """M(k) (N, N, 2H, W + 1) for images of ``shape`` (H, W) (the real-FFT grid of the mirror extension)."""
         k = radial_frequency((2 * int(shape[0]), 2 * int(shape[1])), device=device, dtype=dtype)
         w = torch.as_tensor(self.weights, dtype=dtype, device=device)
         return transfer_matrix(w, gaussian_basis(k, self.sigmas_px), self.ghost_kinds)
@@ -174,14 +185,10 @@ class Mixing:
                    np.asarray(d["weights"], dtype=np.float64))
 
 
-def _normalised(y: torch.Tensor) -> torch.Tensor:
-    y = y - y.mean(dim=(-2, -1), keepdim=True)
-    return y / (y.std(dim=(-2, -1), keepdim=True) + 1e-12)
-
-
 def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = None,
                     sigmas_px: Sequence[float] = DEFAULT_SIGMAS, iters: int = 800, lr: float = 0.005,
-                    device: Optional[torch.device] = None, progress: bool = False) -> Mixing:
+                    gain: float = DEFAULT_GAIN, device: Optional[torch.device] = None,
+                    progress: bool = False) -> Mixing:
     """Estimate the mixing of ``images`` (N, H, W) without ground truth (module docstring).
 
     Parameters
@@ -191,6 +198,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
         high-pass (the paper's assignment).
     sigmas_px : widths (pixels) of the Gaussian basis of every transfer function.
     iters, lr : Adam iterations and learning rate.
+    gain : the exclusion's gradient scale (``losses.exclusion_pairs(gain=)``).
     device : where to compute (default CPU); float64 throughout.
     progress : show a tqdm bar.
 
@@ -218,7 +226,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     if not len(sigmas_px) or min(sigmas_px) <= 0:
         raise ValueError(f"sigmas_px must be positive widths in pixels, got {sigmas_px}")
     x = (x - x.mean()) / x.std()
-    spec = torch.fft.fft2(mirror_extend(x))
+    spec = _spectrum(x)
     basis = gaussian_basis(radial_frequency((2 * h, 2 * w), device=x.device), sigmas_px)
     init = torch.zeros(n, n, len(sigmas_px), dtype=torch.float64, device=x.device)
     for i, kind in enumerate(kinds):
@@ -231,8 +239,8 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     history = np.empty(iters)
     for it in tqdm(range(iters), desc="mixing", disable=not progress, leave=False):
         m = transfer_matrix(weights, basis, kinds)
-        y = _normalised(torch.fft.ifft2(_apply(_inverse(m), spec)).real[:, :h, :w])
-        loss = exclusion_pairs(y[None, first], y[None, second]).sum()
+        y = _image(_apply(_inverse(m), spec), (h, w))
+        loss = exclusion_pairs(y[None, first], y[None, second], gain=gain).sum()
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

@@ -528,13 +528,16 @@ def member_checkpoint(options: SeparationOptions, k: int) -> Optional[str]:
 
 def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int] | None = None, *,
                 truth: np.ndarray | None = None, ghosts: np.ndarray | None = None, progress: bool = True,
-                callback: Callable | None = None, rank: int = 0) -> list:
-    """Fit ensemble members ``members`` (default all) of validated images x; one output per member, in order."""
+                callback: Callable | None = None, rank: int = 0, mixing: Mixing | None = None) -> list:
+    """Fit ensemble members ``members`` (default all) of validated images x; one output per member, in order.
+    ``mixing``: an estimate of x's mixing made with ``options``' settings (:func:`estimate_target_mixing` of the
+    normalised images), to share between fits of the same images; estimated here when needed and not given."""
     configure_threads(options.threads)
     device = resolve_device(options.device, rank=rank)
     target, _ = normalize_jointly(x)
     # the estimated mixing depends on the images only: estimated once, shared by every member
-    mixing = estimate_target_mixing(target, options, progress) if options.mixing == "estimate" else None
+    if options.mixing == "estimate" and mixing is None:
+        mixing = estimate_target_mixing(target, options, progress)
     idx = list(range(options.ensemble)) if members is None else list(members)
     # batching members pays on GPUs (fewer, larger kernels) but not on CPU (measured 0.6-1.1x per member at 272^2,
     # benchmarks/bench_separation.py --ensembles), so the default is one member at a time on CPU

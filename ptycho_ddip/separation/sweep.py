@@ -19,7 +19,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .options import SeparationOptions
-from .separate import SeparationResult, assemble_result, fit_members, read_inputs, validate_images
+from .separate import (SeparationResult, assemble_result, estimate_target_mixing, fit_members, normalize_jointly,
+                       read_inputs, validate_images)
 
 __all__ = ["Setting", "sweep_settings", "run_sweep", "sweep_rows", "choose_gamma", "sweep_figure",
            "uncertainty_figure", "AUTO_GAMMAS"]
@@ -39,24 +40,37 @@ class Setting:
 
 
 def sweep_settings(gammas: Sequence[Optional[float]], filters: Sequence[str]) -> list:
-    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default."""
+    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default (that of the
+    learnable mixing: with the estimated mixing both types default to the same gamma)."""
     from .options import DEFAULT_GAMMA
 
     return [Setting(f, float(DEFAULT_GAMMA[f] if g is None else g)) for f in filters for g in gammas]
+
+
+def check_settings(base: SeparationOptions, settings: Sequence[Setting]) -> None:
+    """A sweep over filter types compares the learnable mixing's filters: refuse it with the estimated mixing,
+    which uses neither (its kernel and DIP runs would be the same fit)."""
+    if base.mixing == "estimate" and len({s.filters for s in settings}) > 1:
+        raise ValueError("a sweep over filter types (--filters kernel,dip) compares the learnable mixing's filters, "
+                         "which the estimated mixing does not use; add --mixing learn (mixing='learn')")
 
 
 def run_sweep(images: np.ndarray, base: SeparationOptions, settings: Sequence[Setting], *,
               truth: Optional[np.ndarray] = None, ghosts: Optional[np.ndarray] = None, comm=None,
               progress: bool = True) -> Optional[list]:
     """Fit every setting; returns [(Setting, SeparationResult)] in setting order (on rank 0; None elsewhere)."""
+    check_settings(base, settings)
     x = validate_images(images)
     rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    # the estimated mixing depends on the images alone: once for every setting
+    mixing = (estimate_target_mixing(normalize_jointly(x)[0], base, progress) if base.mixing == "estimate"
+              else None)
     mine = []
     for s_idx, s in enumerate(settings):
         if s_idx % size != rank:
             continue
         opts = dataclasses.replace(base, filters=s.filters, gamma_excl=s.gamma)
-        outs = fit_members(x, opts, truth=truth, ghosts=ghosts, progress=progress, rank=rank)
+        outs = fit_members(x, opts, truth=truth, ghosts=ghosts, progress=progress, rank=rank, mixing=mixing)
         mine.append((s_idx, assemble_result(x, outs, opts)))
     if comm is not None and size > 1:
         parts = comm.gather(mine)
@@ -238,6 +252,7 @@ def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, 
                 progress: bool = True, comm=None) -> Optional[list]:
     """Read the slices, fit every setting (spread over MPI ranks) and write the results, the comparison figure and
     the metrics table (:func:`sweep_paths`); returns the table rows on rank 0."""
+    check_settings(base, settings)
     if comm is None or comm.is_root:
         _check_sweep_outputs(out_path, base, settings, overwrite)
     x, truth = read_inputs(sources, part, truth_sources)
