@@ -83,6 +83,9 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="widths (px) of the Gaussian blurs the estimated transfer functions are made of "
                         "(default 0.5,1,1.5,2,3,4,6)")
     p.add_argument("--mixing-iters", type=int, metavar="N", help="iterations of the mixing estimate (default 800)")
+    p.add_argument("--mixing-blur", type=float, metavar="PX",
+                   help="Gaussian blur (px) of the inputs for the mixing estimate only; about 1.5 for noisy data "
+                        "(default 0)")
     p.add_argument("--filters", type=_filters_arg, metavar="kernel|dip[,...]",
                    help="ghost filters of the learnable mixing (--mixing learn): 7x7 kernels or shallow DIPs; a "
                         "list (kernel,dip) runs a sweep")
@@ -90,9 +93,9 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
     p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
                    help="exclusion-loss weight (default 0.5; with --mixing learn 0.5 kernels / 0.1 DIPs); a list runs "
-                        "a sweep (one result per "
-                        "setting, a comparison figure and a metrics table); 'auto' fits every candidate (kernels 0.1-1, DIPs "
-                        "0.02-0.4) and keeps the one with the smallest truth-free crosstalk estimate")
+                        "a sweep (one result per setting, a comparison figure and a metrics table); 'auto' fits every "
+                        "candidate (kernels 0.1-1, DIPs 0.02-0.4) and keeps the one with the smallest truth-free "
+                        "crosstalk estimate")
     p.add_argument("--gamma-ramp", type=float, metavar="R",
                    help="raise the exclusion weight linearly to (1 + R) x gamma over the first 2000 epochs "
                         "(docs/separation_stability.md section 8)")
@@ -161,7 +164,7 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
     gamma = args.gamma_excl[0] if isinstance(args.gamma_excl, list) else args.gamma_excl
     gamma = None if gamma == "auto" else gamma
     flags = {"mixing": getattr(args, "mixing", None), "mixing_sigmas": getattr(args, "mixing_sigmas", None),
-             "mixing_iters": getattr(args, "mixing_iters", None),
+             "mixing_iters": getattr(args, "mixing_iters", None), "mixing_blur": getattr(args, "mixing_blur", None),
              "filters": filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
              "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,

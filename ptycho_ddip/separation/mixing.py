@@ -187,8 +187,8 @@ class Mixing:
 
 def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = None,
                     sigmas_px: Sequence[float] = DEFAULT_SIGMAS, iters: int = 800, lr: float = 0.005,
-                    gain: float = DEFAULT_GAIN, device: Optional[torch.device] = None,
-                    progress: bool = False) -> Mixing:
+                    gain: Optional[float] = DEFAULT_GAIN, blur_px: float = 0.0,
+                    device: Optional[torch.device] = None, progress: bool = False) -> Mixing:
     """Estimate the mixing of ``images`` (N, H, W) without ground truth (module docstring).
 
     Parameters
@@ -198,7 +198,13 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
         high-pass (the paper's assignment).
     sigmas_px : widths (pixels) of the Gaussian basis of every transfer function.
     iters, lr : Adam iterations and learning rate.
-    gain : the exclusion's gradient scale (``losses.exclusion_pairs(gain=)``).
+    gain : the exclusion's gradient scale (``losses.exclusion_pairs(gain=)``); None = the DDIP code's exclusion of
+        the unmixed slices normalised to zero mean and unit standard deviation (measured worse: section 14).
+    blur_px : Gaussian blur (pixels, standard deviation) applied to the images for the estimate only. Every
+        isotropic filter commutes with the mixing (both are per-frequency products), so the blurred images have the
+        same mixing; the blur only removes noise-dominated fine scales from the criterion. 0 = none (default);
+        about 1.5 px for noisy inputs (noise above ~3 % of the slices' range; docs/separation_stability.md
+        section 14).
     device : where to compute (default CPU); float64 throughout.
     progress : show a tqdm bar.
 
@@ -225,9 +231,14 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
         raise ValueError(f"ghost_kinds needs {n} entries, got {kinds}")
     if not len(sigmas_px) or min(sigmas_px) <= 0:
         raise ValueError(f"sigmas_px must be positive widths in pixels, got {sigmas_px}")
+    if not blur_px >= 0:
+        raise ValueError(f"blur_px must be >= 0, got {blur_px}")
     x = (x - x.mean()) / x.std()
     spec = _spectrum(x)
-    basis = gaussian_basis(radial_frequency((2 * h, 2 * w), device=x.device), sigmas_px)
+    k = radial_frequency((2 * h, 2 * w), device=x.device)
+    basis = gaussian_basis(k, sigmas_px)
+    if blur_px > 0:
+        spec = spec * gaussian_basis(k, (blur_px,))[0]
     init = torch.zeros(n, n, len(sigmas_px), dtype=torch.float64, device=x.device)
     for i, kind in enumerate(kinds):
         if kind == "lowpass":
@@ -240,6 +251,9 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     for it in tqdm(range(iters), desc="mixing", disable=not progress, leave=False):
         m = transfer_matrix(weights, basis, kinds)
         y = _image(_apply(_inverse(m), spec), (h, w))
+        if gain is None:
+            y = y - y.mean(dim=(-2, -1), keepdim=True)
+            y = y / (y.std(dim=(-2, -1), keepdim=True) + 1e-12)
         loss = exclusion_pairs(y[None, first], y[None, second], gain=gain).sum()
         optim.zero_grad(set_to_none=True)
         loss.backward()

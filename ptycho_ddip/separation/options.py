@@ -48,6 +48,8 @@ class SeparationOptions:
     mixing_sigmas : widths (pixels) of the Gaussian blurs that make the estimated transfer functions (widest 6 px:
         wider ones let the estimate add image-wide smooth content to a slice; section 14).
     mixing_iters, mixing_lr : Adam iterations and learning rate of the mixing estimate.
+    mixing_blur : Gaussian blur (pixels) of the images for the mixing estimate only (the mixing commutes with it);
+        0 = none. About 1.5 px for noisy inputs (docs/separation_stability.md section 14).
     filters : ``"kernel"`` (learnable 7x7 kernels) or ``"dip"`` (shallow 3-level DIPs) for the ghost filters.
     kernel_size : support of the kernel filters in pixels (odd, >= 3; 7 as in the paper), or a (low-pass, high-pass)
         pair. A larger support starts as the same 7x7 filter, zero-padded, and can learn a ghost wider than 7x7 (such
@@ -148,6 +150,7 @@ class SeparationOptions:
     mixing_sigmas: tuple = DEFAULT_SIGMAS
     mixing_iters: int = 800
     mixing_lr: float = 0.005
+    mixing_blur: float = 0.0
     filters: str = "kernel"
     kernel_size: int | tuple = 7
     ghost_kinds: Optional[tuple] = None
@@ -241,6 +244,8 @@ class SeparationOptions:
         self.mixing_sigmas = tuple(float(s) for s in self.mixing_sigmas)
         if not self.mixing_sigmas or min(self.mixing_sigmas) <= 0 or not self.mixing_lr > 0:
             raise ValueError("mixing_sigmas must be positive widths in pixels and mixing_lr > 0")
+        if not self.mixing_blur >= 0:
+            raise ValueError(f"mixing_blur must be >= 0, got {self.mixing_blur}")
         if self.select is None:
             self.select = ("crosstalk" if self.schedule == "balanced" and self.filters == "kernel"
                            and self.mixing == "learn" else "final")

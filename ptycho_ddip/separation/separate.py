@@ -334,7 +334,7 @@ def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progr
     """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts``' settings (CPU, float64)."""
     kinds = opts.ghost_kinds or default_ghost_kinds(target_np.shape[0])
     return estimate_mixing(target_np, kinds, opts.mixing_sigmas, opts.mixing_iters, opts.mixing_lr,
-                           progress=progress)
+                           blur_px=opts.mixing_blur, progress=progress)
 
 
 def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Sequence[int], device: torch.device,
