@@ -31,7 +31,7 @@ def main() -> None:
     from ptycho_ddip.separation.separate import Fit, _snapshot
 
     torch.set_num_threads(1)
-    opts = SeparationOptions(epochs=args.epochs, device="cpu", threads=1)
+    opts = SeparationOptions(epochs=args.epochs, device="cpu", threads=1, mixing="learn")  # where select applies
     n_kept = len(range(opts.select_from, args.epochs, opts.select_every))
     for n in (int(s) for s in args.sizes.split(",")):
         b = blend(make_phantom("au-nio", (n, n), seed=0).normalized())

@@ -127,7 +127,9 @@ def child_compare(cfg: dict) -> dict:
     variants = cfg["variants"]  # list of (label, fast, members[, extra options])
     fits = {}
     for label, fast, k, *extra in variants:
-        opts = SeparationOptions(filters=cfg["filters"], fast=fast, device=cfg["device"], **(extra[0] if extra else {}))
+        # the learnable mixing unless a variant says otherwise (option sets: "mixing=learn;mixing=estimate")
+        opts = SeparationOptions(filters=cfg["filters"], fast=fast, device=cfg["device"],
+                                 **{"mixing": "learn", **(extra[0] if extra else {})})
         fits[label] = Fit(target, opts, list(range(k)), dev)
     flops = {label: _epoch_flops(f) for label, f in fits.items()}
     times: dict = {label: [] for label in fits}

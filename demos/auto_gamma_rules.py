@@ -34,7 +34,7 @@ def _fit(job: tuple) -> str:
     if not os.path.exists(path):
         b = blend(make_phantom(ph, (size, size), seed=0).normalized())
         opts = SeparationOptions(filters=f, gamma_excl=g, epochs=epochs, seed=seed, threads=1, device="cpu",
-                                 monitor_every=50, snapshot_every=50)
+                                 monitor_every=50, snapshot_every=50, mixing="learn")
         r = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
         np.savez(path, inputs=r.inputs, loss=r.loss, snapshots=r.snapshots, snapshot_epochs=r.snapshot_epochs,
                  truth=b.truth, ghosts=b.ghosts)

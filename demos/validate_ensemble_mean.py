@@ -32,7 +32,7 @@ def _run(job: dict) -> dict:
               filters=(f1, f2))
     t0 = time.perf_counter()
     res = separate(b.inputs, filters=job["filters"], epochs=job["epochs"], ensemble=job["members"], seed=0,
-                   threads=1, device="cpu", progress=False)
+                   threads=1, device="cpu", progress=False, mixing=job.get("mixing", "learn"))
     gsr = lambda ims: [m["ghost_to_signal"] for m in separation_metrics(ims, b.truth, b.ghosts)]  # noqa: E731
     return {**job, "seconds": time.perf_counter() - t0, "input": gsr(b.inputs), "mean": gsr(res.separated),
             "members": [gsr(m) for m in res.members], "alpha": res.alpha.tolist()}

@@ -3,6 +3,7 @@
 Public API (imported lazily, so ``import ptycho_ddip`` is cheap)::
 
     simulate, reconstruct, separate, run_pipeline            # the four steps
+    estimate_mixing, Mixing                                  # the crosstalk mixing alone (separation.mixing)
     SeparationOptions, SeparationResult, ReconstructionOptions, PipelineOptions
     make_phantom, blend                                      # synthetic ground truth
     read_images, read_dataset, write_dataset, read_separation_result, write_separation_result
@@ -14,6 +15,8 @@ _EXPORTS = {
     "separate_files": "ptycho_ddip.separation.separate",
     "SeparationResult": "ptycho_ddip.separation.separate",
     "SeparationOptions": "ptycho_ddip.separation.options",
+    "estimate_mixing": "ptycho_ddip.separation.mixing",
+    "Mixing": "ptycho_ddip.separation.mixing",
     "make_phantom": "ptycho_ddip.phantoms",
     "blend": "ptycho_ddip.phantoms",
     "read_images": "ptycho_ddip.io",

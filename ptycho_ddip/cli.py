@@ -238,7 +238,8 @@ def _run_separate(args: argparse.Namespace) -> int:
         res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
                              overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, **kwargs)
         if res is not None:
-            print(f"wrote {args.output}; alpha = {json.dumps(res.alpha.round(4).tolist())}")
+            what = "alpha (own-signal share, estimated mixing)" if "mixing_estimate" in res.config else "alpha"
+            print(f"wrote {args.output}; {what} = {json.dumps(res.alpha.round(4).tolist())}")
             if "selected_epochs" in res.config:
                 print(f"epochs of the returned slices (select {opts.select}): {res.config['selected_epochs']}")
             if res.monitor is not None:

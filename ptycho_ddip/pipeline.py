@@ -672,8 +672,10 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
 
     t0 = time.perf_counter()
     if not skip("separation"):
-        say(f"[pipeline] separation: DDIP of the {options.part}, {options.separation.epochs} epochs, "
-            f"{options.separation.filters} filters, ensemble {options.separation.ensemble}")
+        sep = options.separation
+        how = "estimated mixing" if sep.mixing == "estimate" else f"learnable mixing, {sep.filters} filters"
+        say(f"[pipeline] separation: DDIP of the {options.part}, {sep.epochs} epochs, {how}, "
+            f"ensemble {sep.ensemble}")
         _separation_stage(p1, dataset, options, paths, comm, progress)
         timings["separation"] = time.perf_counter() - t0
         if callback is not None:

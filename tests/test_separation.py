@@ -175,7 +175,7 @@ def test_interrupted_run_resumed_ends_where_uninterrupted_run_ends(tmp_path):
 
 def test_band_constraint_keeps_kernels_in_their_band_on_both_paths():
     b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized())
-    kw = dict(epochs=30, seed=1, progress=False, dtype="float64", filters="kernel")
+    kw = dict(epochs=30, seed=1, progress=False, dtype="float64", filters="kernel", mixing="learn")
     fast = separate(b.inputs, band_constraint=True, **kw)
     plain = separate(b.inputs, band_constraint=True, fast=False, **kw)
     free = separate(b.inputs, band_constraint=False, **kw)
@@ -220,7 +220,7 @@ def test_wide_kernels_start_as_the_paper_filter_and_can_hold_a_wide_ghost():
     with pytest.raises(ValueError, match="odd"):
         SeparationOptions(kernel_size=8)
     with pytest.raises(ValueError, match="--kernel-size"):
-        separate(_small_blend().inputs, kernel_size=99, epochs=1, progress=False)
+        separate(_small_blend().inputs, kernel_size=99, epochs=1, progress=False, mixing="learn")
 
 
 @pytest.mark.parametrize("size", [FFT_MIN_KERNEL, 25])
@@ -244,7 +244,7 @@ def test_wide_band_constrained_kernels_of_two_sizes_on_both_paths():
     b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized())
     # low-pass 11x11 and high-pass 9x9: the fast path stacks them in one 11x11 grouped convolution with a mask
     kw = dict(epochs=20, seed=1, progress=False, dtype="float64", filters="kernel", kernel_size=(11, 9),
-              band_constraint=True)
+              band_constraint=True, mixing="learn")
     fast, plain = separate(b.inputs, **kw), separate(b.inputs, fast=False, **kw)
     np.testing.assert_allclose(fast.separated, plain.separated, rtol=1e-6, atol=1e-8)
     low, high = fast.filters["f_1_2"], fast.filters["f_2_1"]
@@ -497,7 +497,8 @@ def test_quality_on_small_au_nio_blend():
     """96x96 au-nio blend, 300 epochs, the defaults (estimated mixing): both ghosts are removed.
 
     Bounds (issue acceptance): ghost-to-signal ratio of the separated slice 2 <= 0.2 x the input's and of slice 1
-    <= 0.3 x; both correlate better with their true slices than the inputs do. Measured: QUALITY_MEASURED.
+    <= 0.3 x; both correlate better with their true slices than the inputs do. Measured at epoch 300 (seed 0):
+    slice 2 0.024 (input 0.293), slice 1 0.037 (input 0.627).
     """
     b = blend(make_phantom("au-nio", (96, 96), seed=0).normalized())
     r = separate(b.inputs, epochs=300, seed=0, progress=False, truth=b.truth, ghosts=b.ghosts, monitor_every=50)

@@ -1,13 +1,18 @@
-"""Separation that holds (docs/separation_stability.md): the default schedule keeps slices clean where the paper's
-recipe does not, on the same small case.
+"""Separation that holds (docs/separation_stability.md): the default keeps both slices clean over the whole fit,
+on the same small case where the paper's recipe leaves a ghost.
 
 Case: au-nio phantom 96x96 (seed 0), blend G1 (Gaussian sigma 2 low-pass ghost on slice 1, DoG 0.7-3 high-pass ghost
-on slice 2, alpha 0.7/0.3), kernel filters, gamma_excl 0.5, seed 0, 1500 epochs. Measured on the project's CPU
-machines (ghost-to-signal ratio of slice 1; input 0.627): default ('balanced', with the input-anchored exclusion of
-docs/separation_stability.md section 9, which cleans slice 1 more slowly on this blend) 0.36 at 1000, 0.20 at 1400,
-0.17 at 1500 and falling; paper 0.61 at 1000, 0.52 at 1500. The bound, 0.5 x the input's ratio (0.31), sits between
-them with a margin of more than 1.5x on both sides from epoch 1400. Slice 2 must stay clean for both
-(<= 0.3 x input; measured 0.018 and 0.021 at 1500).
+on slice 2, alpha 0.7/0.3), seed 0, 1500 epochs, monitored every 100. Inputs: slice 1 ghost-to-signal ratio 0.627,
+slice 2 0.293.
+
+Default (estimated mixing held fixed, section 14), measured on the project's CPU machines: slice 2 at most 0.006
+from epoch 500 on (0.004 at 1500), slice 1 at most 0.046 from epoch 300 on and 0.013 at 1400-1500. Bounds: slice 2
+<= 0.05 x its input's ratio (0.0147) at every monitored epoch from 500, slice 1 <= 0.2 x its input's (0.125) from
+500 and <= 0.1 x (0.063) from 1400: margins of 2.4x or more.
+
+Paper recipe (learnable mixing, kernel filters, gamma 0.5): slice 1 0.61 at 1000, 0.52 at 1500, never cleaned; the
+test requires slice 1 > 0.5 x its input's ratio (0.31) from epoch 1400, a margin of 1.7x, and the same slice-2
+bound as before the estimated mixing (<= 0.3 x input; measured 0.021 at 1500).
 """
 import numpy as np
 import pytest
@@ -23,26 +28,26 @@ def case():
                  filters=("gauss:2", "dog:0.7,3"))
 
 
-def _run(b, schedule):
-    return separate(b.inputs, schedule=schedule, filters="kernel", epochs=1500, seed=0, progress=False,
-                    truth=b.truth, ghosts=b.ghosts, monitor_every=100)
+def _trajectory(res, slice_no, from_epoch):
+    cols = list(res.monitor_columns)
+    rows = res.monitor[res.monitor[:, 0] >= from_epoch]
+    return rows[:, cols.index(f"ghost_to_signal_{slice_no}")]
 
 
 @pytest.mark.timeout(1800)
-def test_default_schedule_holds_where_paper_schedule_breaks(case):
+def test_default_holds_over_the_whole_fit_where_the_paper_recipe_leaves_a_ghost(case):
     m_in = separation_metrics(case.inputs, case.truth, case.ghosts)
-    bound1 = 0.5 * m_in[0]["ghost_to_signal"]
-    bound2 = 0.3 * m_in[1]["ghost_to_signal"]
-    results = {s: _run(case, s) for s in ("balanced", "paper")}
-    for schedule, res in results.items():
-        cols = list(res.monitor_columns)
-        late = res.monitor[res.monitor[:, 0] >= 1400]
-        g1 = late[:, cols.index("ghost_to_signal_1")]
-        g2 = late[:, cols.index("ghost_to_signal_2")]
-        assert np.all(g2 <= bound2), (schedule, g2)  # slice 2 clean in both
-        if schedule == "balanced":
-            assert np.all(g1 <= bound1), (schedule, g1, bound1)  # slice 1 cleaned and stays so
-        else:
-            assert np.all(g1 > bound1), (schedule, g1, bound1)  # the paper's recipe leaves slice 1's ghost
-    final = separation_metrics(results["balanced"].separated, case.truth, case.ghosts)
-    assert final[0]["correlation"] > m_in[0]["correlation"] + 0.05
+    g1_in, g2_in = m_in[0]["ghost_to_signal"], m_in[1]["ghost_to_signal"]
+    kw = dict(epochs=1500, seed=0, progress=False, truth=case.truth, ghosts=case.ghosts, monitor_every=100)
+    default = separate(case.inputs, **kw)
+    paper = separate(case.inputs, schedule="paper", filters="kernel", **kw)
+    assert default.config["mixing"] == "estimate" and paper.config["mixing"] == "learn"
+    g2 = _trajectory(default, 2, 500)
+    assert len(g2) == 10 and np.all(g2 <= 0.05 * g2_in), g2
+    assert np.all(_trajectory(default, 1, 500) <= 0.2 * g1_in)
+    assert np.all(_trajectory(default, 1, 1400) <= 0.1 * g1_in)
+    assert np.all(_trajectory(paper, 2, 1400) <= 0.3 * g2_in)
+    assert np.all(_trajectory(paper, 1, 1400) > 0.5 * g1_in)  # the paper's recipe leaves slice 1's ghost
+    final = separation_metrics(default.separated, case.truth, case.ghosts)
+    for i in range(2):
+        assert final[i]["correlation"] > m_in[i]["correlation"] + 0.02
