@@ -45,8 +45,14 @@ def variants() -> dict:
         "learn": {"mixing": "learn"},
         # the estimated mixing alone: the unmixed slices, no network fit
         "unmix": {"epochs": 0},
-        # the estimated mixing without the exclusion terms in the network fit
+        # the estimated mixing without the exclusion terms in the network fit (the default since round 10)
         "est_g0": {"gamma_excl": 0.0, "exclusion_input": 0.0},
+        # the estimated mixing with the exclusion (gamma 0.5, input anchor) in the network fit
+        "est_excl": {"gamma_excl": 0.5},
+        # the paper's data term (the synthesis M Y fits I) instead of each Y_i fitting (M^-1 I)_i, with and
+        # without the exclusion (the first is section 14's first draft of the default)
+        "fit_mixed": {"mixing_fit": "mixed", "gamma_excl": 0.5},
+        "fit_mixed_g0": {"mixing_fit": "mixed", "gamma_excl": 0.0},
         # candidates measured in docs/separation_stability.md (all on top of the paper schedule)
         "reg_all": {"schedule": "paper", "weight_reg_epochs": 10**9},
         "gnorm_reg": {"schedule": "paper", "ghost_norm": True, "weight_reg_epochs": 10**9},

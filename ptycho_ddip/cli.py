@@ -86,13 +86,17 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--mixing-blur", type=float, metavar="PX",
                    help="Gaussian blur (px) of the inputs for the mixing estimate only; about 1.5 for noisy data "
                         "(default 0)")
+    p.add_argument("--mixing-fit", choices=("unmixed", "mixed"),
+                   help="data term of the image DIPs with the estimated mixing: unmixed (default), each slice fits "
+                        "its own unmixed slice; mixed, the synthesis fits the inputs (the paper's mismatch)")
     p.add_argument("--filters", type=_filters_arg, metavar="kernel|dip[,...]",
                    help="ghost filters of the learnable mixing (--mixing learn): 7x7 kernels or shallow DIPs; a "
                         "list (kernel,dip) runs a sweep")
     p.add_argument("--ghost-kinds", type=_csv(str), metavar="K1,K2",
                    help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
     p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
-                   help="exclusion-loss weight (default 0.5; with --mixing learn 0.5 kernels / 0.1 DIPs); a list runs "
+                   help="exclusion-loss weight (default 0 with the estimated mixing; with --mixing learn 0.5 kernels / "
+                        "0.1 DIPs); a list runs "
                         "a sweep (one result per setting, a comparison figure and a metrics table); 'auto' fits every "
                         "candidate (kernels 0.1-1, DIPs 0.02-0.4) and keeps the one with the smallest truth-free "
                         "crosstalk estimate")
@@ -165,6 +169,7 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
     gamma = None if gamma == "auto" else gamma
     flags = {"mixing": getattr(args, "mixing", None), "mixing_sigmas": getattr(args, "mixing_sigmas", None),
              "mixing_iters": getattr(args, "mixing_iters", None), "mixing_blur": getattr(args, "mixing_blur", None),
+             "mixing_fit": getattr(args, "mixing_fit", None),
              "filters": filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
              "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,

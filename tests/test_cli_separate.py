@@ -24,7 +24,8 @@ def pair(tmp_path):
 def test_separate_writes_h5_tiff_png_and_refuses_overwrite(tmp_path, pair, capsys):
     b, inp, truth = pair
     out = str(tmp_path / "sep.h5")
-    assert main(["separate", inp, "-o", out, "--epochs", "6", "--seed", "3", "--truth", truth, "--no-progress"]) == 0
+    assert main(["separate", inp, "-o", out, "--epochs", "6", "--seed", "3", "--truth", truth, "--no-progress",
+                 "--mixing-iters", "100"]) == 0
     res = read_separation_result(out)
     assert res["separated"].shape == (2, 48, 48)
     np.testing.assert_allclose(res["inputs"], b.inputs)
@@ -37,7 +38,8 @@ def test_separate_writes_h5_tiff_png_and_refuses_overwrite(tmp_path, pair, capsy
     assert main(["separate", inp, "-o", out, "--epochs", "2", "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert os.path.getmtime(out) == before
-    assert main(["separate", inp, "-o", out, "--epochs", "2", "--no-progress", "--overwrite"]) == 0
+    assert main(["separate", inp, "-o", out, "--epochs", "2", "--no-progress", "--mixing-iters", "100",
+                 "--overwrite"]) == 0
     assert read_separation_result(out)["loss"].shape == (2, 5)
 
 
@@ -45,6 +47,7 @@ def test_snapshot_every_saves_the_slices_along_the_fit_and_a_filmstrip(tmp_path,
     b, inp, _ = pair
     out = str(tmp_path / "sep.h5")
     assert main(["separate", inp, "-o", out, "--epochs", "6", "--snapshot-every", "2", "--no-progress",
+                 "--mixing-iters", "100",
                  "--kernel-size", "9,7", "--band-constraint", "--exclusion-input", "0.5", "--select", "final"]) == 0
     res = read_separation_result(out)
     assert list(res["config"]["kernel_size"]) == [9, 7] and res["config"]["band_constraint"] is True
@@ -68,14 +71,16 @@ def test_two_files_and_hdf5_complex_with_part(tmp_path):
     out = str(tmp_path / "s.h5")
     assert main(["separate", f"{f}:/object", "-o", out, "--epochs", "2", "--no-progress"]) == 2  # no --part
     assert not os.path.exists(out)
-    assert main(["separate", f"{f}:/object", "--part", "phase", "-o", out, "--epochs", "2", "--no-progress"]) == 0
+    assert main(["separate", f"{f}:/object", "--part", "phase", "-o", out, "--epochs", "2", "--no-progress",
+                 "--mixing-iters", "100"]) == 0
     np.testing.assert_allclose(read_separation_result(out)["inputs"], np.angle(obj))
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     np.save(a, rng.random((40, 40)))
     np.save(b, rng.random((40, 40)))
     out2 = str(tmp_path / "s2.h5")
-    assert main(["separate", str(a), str(b), "-o", out2, "--epochs", "2", "--no-progress", "--filters", "dip"]) == 0
-    assert read_separation_result(out2)["config"]["gamma_excl"] == 0.1
+    assert main(["separate", str(a), str(b), "-o", out2, "--epochs", "2", "--no-progress", "--filters", "dip",
+                 "--mixing", "learn"]) == 0
+    assert read_separation_result(out2)["config"]["gamma_excl"] == 0.1  # shallow-DIP filters, learnable mixing
 
 
 def _bad_inputs(tmp_path):

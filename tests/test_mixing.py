@@ -108,6 +108,36 @@ def test_fixed_mixing_model_reproduces_the_target_from_the_unmixed_slices():
     assert not torch.equal(fwd["y"][0], fwd["y"][1])  # two members, two seeds
 
 
+def test_fit_data_terms_and_the_skipped_exclusion():
+    """mixing_fit="unmixed" (default): mismatch = sum_i mean((Y_i - (M^-1 x)_i)^2); "mixed": sum_i mean(((M Y)_i -
+    x_i)^2). Both vanish at the unmixed slices; off them they are the hand-computed sums. gamma_excl = 0 (the
+    default here) records an exclusion of 0; gamma_excl = 0.5 a positive one."""
+    from ptycho_ddip.separation.separate import _member_losses
+
+    b = blend(make_phantom("au-nio", (40, 40), seed=0).normalized())
+    target, _ = normalize_jointly(b.inputs)
+    mix = estimate_mixing(target, iters=50)
+    model = FixedMixingDIP(target, mix).double()
+    x = torch.as_tensor(target)[None]
+    pairs = ([0], [1])
+    with torch.no_grad():
+        at_u = model.unmixed_outputs()
+        off = model.outputs(at_u["y"] * 0.9 + 0.05)
+        u = torch.as_tensor(mix.unmix(target))
+        for fit in ("unmixed", "mixed"):
+            o = SeparationOptions(mixing_fit=fit)
+            assert o.gamma_excl == 0.0
+            mis0, exc0, _ = _member_losses(model, at_u, x, o, 0, pairs)
+            assert float(mis0[0]) < 1e-10 and float(exc0[0]) == 0.0
+            mis, _, _ = _member_losses(model, off, x, o, 0, pairs)
+            want = ((off["slices"][0] - u) ** 2 if fit == "unmixed" else (off["synth"][0] - x[0]) ** 2)
+            assert float(mis[0]) == pytest.approx(float(want.mean(dim=(-2, -1)).sum()), rel=1e-9)
+            assert float(mis[0]) > 1e-4
+        o = SeparationOptions(gamma_excl=0.5)
+        _, exc, _ = _member_losses(model, off, x, o, 0, pairs)
+        assert float(exc[0]) > 1e-3
+
+
 def test_separate_with_zero_epochs_returns_the_unmixed_slices_and_the_mixing():
     b = blend(make_phantom("au-nio", (48, 48), seed=0).normalized())
     res = separate(b.inputs, epochs=0, mixing_iters=100, progress=False)
@@ -145,7 +175,8 @@ def test_three_slices_are_unmixed_with_a_known_mixing_recovered():
     """Three phantom slices (gold particles, NiO spheres, a zone plate) mixed by a known mixing of the model's basis
     (slice 1 receives low-pass ghosts, slices 2 and 3 high-pass ones): every unmixed slice correlates better with
     its truth than its input does, and at least 0.98."""
-    au, zp = make_phantom("au-nio", (64, 64), seed=0).normalized(), make_phantom("zp-nio", (64, 64), seed=0).normalized()
+    au = make_phantom("au-nio", (64, 64), seed=0).normalized()
+    zp = make_phantom("zp-nio", (64, 64), seed=0).normalized()
     truth = np.stack([au[0], au[1], zp[0]])
     w = np.zeros((3, 3, len(DEFAULT_SIGMAS)))
     w[0, 1, 3], w[0, 2, 4] = 0.3, 0.2           # low-pass ghosts (2 and 3 px blurs) on slice 1

@@ -149,7 +149,7 @@ def test_other_options_are_refused_and_force_redoes(run, tmp_path, capsys):
 
 def test_pipeline_options_validation_and_round_trip():
     o = PipelineOptions.from_dict({"part": "magnitude", "pass1": {"init": "xrf", "xrf_elements": {"Ni": 1}},
-                                   "separation": {"filters": "dip", "ensemble": 3}})
+                                   "separation": {"filters": "dip", "ensemble": 3, "mixing": "learn"}})
     assert o.separation.gamma_excl == 0.1 and o.pass1.xrf_elements == {"Ni": 1}
     assert PipelineOptions.from_json(o.to_json()) == o
     assert set(o.to_dict()) == {"pass1", "separation", "pass2", "part", "pass2_seed", "crop_to_scan",

@@ -481,7 +481,9 @@ def test_unknown_option_rejected():
         SeparationOptions.from_dict({"epochs": 3, "gama": 1})
     o = SeparationOptions(filters="dip", epochs=7)
     assert SeparationOptions.from_json(o.to_json()) == o
-    assert o.gamma_excl == 0.1
+    assert o.gamma_excl == 0.0 and o.mixing_fit == "unmixed"  # estimated mixing (the default), any filters
+    assert SeparationOptions(filters="dip", mixing="learn").gamma_excl == 0.1
+    assert SeparationOptions(filters="kernel", mixing="learn").gamma_excl == 0.5
 
 
 def test_ghost_to_signal_metric_on_known_mixture():

@@ -73,7 +73,8 @@ def test_cli_sweep_and_auto_write_every_output(tmp_path, capsys):
     assert main(["separate", str(inp), "-o", out, "--gamma-excl", "0.05,0.5", "--epochs", "3", "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     auto = str(tmp_path / "a.h5")
-    assert main(["separate", str(inp), "-o", auto, "--gamma-excl", "auto", "--epochs", "3", "--no-progress"]) == 0
+    assert main(["separate", str(inp), "-o", auto, "--gamma-excl", "auto", "--epochs", "3", "--no-progress",
+                 "--mixing-iters", "100"]) == 0
     choice = json.loads((tmp_path / "a_auto.json").read_text())
     assert len(choice["rows"]) == 5 and all(np.isfinite(r["crosstalk"]) for r in choice["rows"])
     assert choice["gamma_excl"] == choose_gamma(choice["rows"])

@@ -61,6 +61,7 @@ class FixedMixingDIP(nn.Module):
         self.register_buffer("lo", (lo - MARGIN * span)[:, None, None])
         self.register_buffer("span", ((1.0 + 2.0 * MARGIN) * span)[:, None, None])
         self.register_buffer("matrix", m)
+        self.register_buffer("unmixed", unmixed.float())
         ghosts = ghost_terms(unmixed, m)  # (N, N - 1, H, W)
         own = unmixed.std(dim=(-2, -1)) / (unmixed.std(dim=(-2, -1)) + ghosts.std(dim=(-2, -1)).sum(dim=1))
         alpha = torch.stack([own[0], 1.0 - own[1]]) if n == 2 else own

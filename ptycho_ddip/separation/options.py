@@ -19,8 +19,8 @@ SCHEDULE_PRESETS = {
     "paper": {"mixing": "learn", "exclusion_balance": False, "weight_reg_epochs": 100, "band_constraint": False,
               "gamma_ramp": 0.0, "exclusion_input": 0.0, "exclusion_coarse": 0.0},
     # default: the mixing estimated first and held fixed (section 14 of docs/separation_stability.md), with
-    # Gandelsman et al.'s gradient-balanced exclusion and the input-anchored exclusion (section 9), which also
-    # apply to the learnable mixing (--mixing learn)
+    # Gandelsman et al.'s gradient-balanced exclusion and the input-anchored exclusion (section 9) for the
+    # learnable mixing (--mixing learn) and for the estimated mixing's fit when gamma_excl > 0 (default 0 there)
     "balanced": {"mixing": "estimate", "exclusion_balance": True, "weight_reg_epochs": 100,
                  "band_constraint": False, "gamma_ramp": 0.0, "exclusion_input": 1.0, "exclusion_coarse": 0.0},
 }
@@ -30,7 +30,8 @@ MIXINGS = ("estimate", "learn")
 
 #: default exclusion weight per filter type (DESIGN.md 3: 0.4-1.0 with single filters, 0.04-0.2 with shallow DIPs),
 #: and with the estimated mixing (which uses no learnable filters)
-DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1, "estimate": 0.5}
+MIXING_FITS = ("unmixed", "mixed")
+DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1, "estimate": 0.0}
 
 
 @dataclass
@@ -50,6 +51,10 @@ class SeparationOptions:
     mixing_iters, mixing_lr : Adam iterations and learning rate of the mixing estimate.
     mixing_blur : Gaussian blur (pixels) of the images for the mixing estimate only (the mixing commutes with it);
         0 = none. About 1.5 px for noisy inputs (docs/separation_stability.md section 14).
+    mixing_fit : the data term of the image DIPs with the estimated mixing. ``"unmixed"`` (default): each network
+        image Y_i fits its own unmixed slice (M^-1 I)_i, so no network can absorb another's fitting residual (the
+        mechanism of the slow slice-2 drift measured with ``"mixed"``, section 14); ``"mixed"``: the synthesis M Y
+        fits the inputs I, as in the paper's mismatch. Both have the same exact minimiser, Y = M^-1 I.
     filters : ``"kernel"`` (learnable 7x7 kernels) or ``"dip"`` (shallow 3-level DIPs) for the ghost filters.
     kernel_size : support of the kernel filters in pixels (odd, >= 3; 7 as in the paper), or a (low-pass, high-pass)
         pair. A larger support starts as the same 7x7 filter, zero-padded, and can learn a ghost wider than 7x7 (such
@@ -59,7 +64,9 @@ class SeparationOptions:
     ghost_kinds : per slice, the band of the ghost it receives (``"lowpass"``/``"highpass"``); None = slice 1
         low-pass, the others high-pass (the paper's assignment). Swap for data where slice 1 is hit by the strong
         scatterer's ghost.
-    gamma_excl : weight of the exclusion loss; None = 0.5 for kernels, 0.1 for shallow DIPs.
+    gamma_excl : weight of the exclusion loss; None = 0 with the estimated mixing (the exclusion has done its work in
+        the estimate; in the fit it only smooths and, with ``mixing_fit="unmixed"``, lets the slice-2 ghost creep
+        back, section 14), and with the learnable mixing 0.5 for kernels, 0.1 for shallow DIPs.
     gamma_ramp, gamma_ramp_epochs : the exclusion weight at epoch e is
         ``gamma_excl * (1 + gamma_ramp * min(e / gamma_ramp_epochs, 1))`` (:meth:`exclusion_weight`): it grows
         linearly over the first ``gamma_ramp_epochs`` epochs, while the image DIPs gain the capacity to fit fine
@@ -151,6 +158,7 @@ class SeparationOptions:
     mixing_iters: int = 800
     mixing_lr: float = 0.005
     mixing_blur: float = 0.0
+    mixing_fit: str = "unmixed"
     filters: str = "kernel"
     kernel_size: int | tuple = 7
     ghost_kinds: Optional[tuple] = None
@@ -244,6 +252,8 @@ class SeparationOptions:
         self.mixing_sigmas = tuple(float(s) for s in self.mixing_sigmas)
         if not self.mixing_sigmas or min(self.mixing_sigmas) <= 0 or not self.mixing_lr > 0:
             raise ValueError("mixing_sigmas must be positive widths in pixels and mixing_lr > 0")
+        if self.mixing_fit not in MIXING_FITS:
+            raise ValueError(f"mixing_fit must be one of {MIXING_FITS}, got {self.mixing_fit!r}")
         if not self.mixing_blur >= 0:
             raise ValueError(f"mixing_blur must be >= 0, got {self.mixing_blur}")
         if self.select is None:

@@ -231,26 +231,34 @@ def coarse_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tup
 def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
                    pairs: tuple, anchor: Optional[tuple] = None, coarse: Optional[tuple] = None) -> tuple:
     """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
-    member by member on the plain path."""
+    member by member on the plain path. With the estimated mixing and ``mixing_fit="unmixed"`` the mismatch is
+    that of each slice Y_i to its own unmixed slice (M^-1 I)_i. A zero exclusion weight (``gamma_excl=0``, the
+    estimated mixing's default) skips the exclusion terms altogether (their column is then 0)."""
     y = out["y"]
     k, n = y.shape[:2]
     bal = opts.exclusion_balance
-    if opts.fast:
+    if opts.mixing == "estimate" and opts.mixing_fit == "unmixed":
+        mis = (out["slices"] - model.unmixed.to(y.dtype)).pow(2).mean(dim=(-2, -1)).sum(dim=1)
+    elif opts.fast:
         mis = (out["synth"] - target).pow(2).mean(dim=(-2, -1)).sum(dim=1)
-        exc = exclusion_pairs(y[:, pairs[0]], y[:, pairs[1]], balance=bal)
     else:
         mis = torch.stack([mismatch(out["synth"][m], target[0]) for m in range(k)])
+    if opts.gamma_excl == 0:
+        exc = torch.zeros_like(mis)
+    elif opts.fast:
+        exc = exclusion_pairs(y[:, pairs[0]], y[:, pairs[1]], balance=bal)
+    else:
         exc = torch.stack([exclusion_all_pairs(y[m][:, None], balance=bal) for m in range(k)])
-    if opts.exclusion_ghost > 0:
+    if opts.exclusion_ghost > 0 and opts.gamma_excl != 0:
         g = out["ghosts"] if "ghosts" in out else model.ghosts(y)
         own = y[:, [i for i in range(n) for _ in range(n - 1)]]
         exc = exc + opts.exclusion_ghost * exclusion_pairs(own, g.reshape(k, n * (n - 1), *y.shape[-2:]),
                                                            balance=bal)
-    if anchor is not None:
+    if anchor is not None and opts.gamma_excl != 0:
         hp, images = anchor
         exc = exc + opts.exclusion_input * exclusion_pairs(y[:, hp], images.expand(k, -1, -1, -1),
                                                            scales=opts.exclusion_input_scales, balance=bal)
-    if coarse is not None:
+    if coarse is not None and opts.gamma_excl != 0:
         lp, images = coarse
         exc = exc + opts.exclusion_coarse * exclusion_pairs(y[:, lp], images.expand(k, -1, -1, -1), balance=bal,
                                                             first=opts.exclusion_coarse_from)

@@ -40,8 +40,8 @@ class Setting:
 
 
 def sweep_settings(gammas: Sequence[Optional[float]], filters: Sequence[str]) -> list:
-    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default (that of the
-    learnable mixing: with the estimated mixing both types default to the same gamma)."""
+    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default with the
+    learnable mixing (a sweep over filter types needs ``mixing="learn"``, :func:`check_settings`)."""
     from .options import DEFAULT_GAMMA
 
     return [Setting(f, float(DEFAULT_GAMMA[f] if g is None else g)) for f in filters for g in gammas]
