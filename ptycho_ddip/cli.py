@@ -134,11 +134,12 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="Gaussian blur (px) after each low-pass shallow-DIP filter (default 0 = none, as in the "
                         "paper); it cleaned slice 1 on the blends it was tried on but not on new ones "
                         "(docs/separation_stability.md section 13); kernel filters ignore it")
-    p.add_argument("--select", choices=("final", "crosstalk"),
-                   help="iterate returned for each slice receiving a high-pass ghost: the final one, or the kept one "
-                        "(every 50 epochs from 100) scored cleanest by truth-free crosstalk estimates "
-                        "(--select-estimate; default with kernel filters; docs/separation_stability.md sections "
-                        "10-12)")
+    p.add_argument("--select", choices=("final", "crosstalk", "loss"),
+                   help="iterate returned: loss (default with the estimated mixing), each slice's iterate closest to "
+                        "its unmixed slice; final, the last one; crosstalk (default with --mixing learn and kernel "
+                        "filters), for each slice receiving a high-pass ghost the kept one (every 50 epochs from "
+                        "100) scored cleanest by truth-free crosstalk estimates (--select-estimate; "
+                        "docs/separation_stability.md sections 10-12)")
     p.add_argument("--select-estimate", choices=("rank", "partial", "plain"),
                    help="how --select crosstalk scores the kept iterates: the sum of their ranks under the plain and "
                         "the partial crosstalk estimate (default), or one of the two alone "

@@ -138,6 +138,35 @@ def test_fit_data_terms_and_the_skipped_exclusion():
         assert float(exc[0]) > 1e-3
 
 
+def test_select_loss_keeps_each_slices_least_mismatch_iterate():
+    """select="loss" (the estimated mixing's default): per member and slice, the network image whose slice is closest
+    to its unmixed slice; a final iterate that is best is returned as it is."""
+    from ptycho_ddip.separation.separate import _track_best
+
+    u = torch.zeros(2, 4, 4)
+    best = {"val": torch.full((1, 2), float("inf")), "epoch": torch.zeros((1, 2), dtype=torch.long),
+            "y": torch.zeros(1, 2, 4, 4)}
+    for epoch, (d1, d2) in enumerate([(3.0, 1.0), (1.0, 2.0), (2.0, 0.5)]):
+        slices = torch.stack([torch.full((4, 4), d1), torch.full((4, 4), d2)])[None]
+        _track_best(best, {"slices": slices, "y": slices + 10.0}, u, epoch)
+    assert best["epoch"].tolist() == [[1, 2]]
+    np.testing.assert_allclose(best["y"][0, :, 0, 0].numpy(), [11.0, 10.5])
+    np.testing.assert_allclose(best["val"].numpy(), [[1.0, 0.25]])
+    b = blend(make_phantom("au-nio", (40, 40), seed=0).normalized())
+    kw = dict(epochs=25, mixing_iters=50, progress=False, threads=1, seed=1)
+    loss, final = separate(b.inputs, **kw), separate(b.inputs, select="final", **kw)
+    chosen = loss.config["selected_epochs"][0]
+    assert loss.config["select"] == "loss" and all(0 <= e <= 25 for e in chosen)
+    for i, e in enumerate(chosen):  # the same deterministic fit: slices taken at the end equal the final ones
+        if e == 25:
+            np.testing.assert_allclose(loss.separated[i], final.separated[i], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="select='loss' needs"):
+        SeparationOptions(mixing="learn", select="loss")
+    with pytest.raises(ValueError, match="select='loss' needs"):
+        SeparationOptions(gamma_excl=0.5, select="loss")
+    assert SeparationOptions(gamma_excl=0.5).select == "final"
+
+
 def test_separate_with_zero_epochs_returns_the_unmixed_slices_and_the_mixing():
     b = blend(make_phantom("au-nio", (48, 48), seed=0).normalized())
     res = separate(b.inputs, epochs=0, mixing_iters=100, progress=False)

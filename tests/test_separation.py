@@ -146,9 +146,9 @@ def test_ghost_kinds_can_be_swapped():
 
 def test_same_seed_identical_and_alphas_in_bounds():
     b = _small_blend()
-    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, device="cpu")
-    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, device="cpu")
-    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, device="cpu")
+    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device="cpu")
+    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device="cpu")
+    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, mixing_iters=100, device="cpu")
     np.testing.assert_array_equal(r1.separated, r2.separated)
     np.testing.assert_array_equal(r1.loss, r2.loss)
     assert not np.array_equal(r1.separated, r3.separated)
@@ -163,11 +163,11 @@ def test_same_seed_identical_and_alphas_in_bounds():
 def test_interrupted_run_resumed_ends_where_uninterrupted_run_ends(tmp_path):
     b = _small_blend()
     ck = str(tmp_path / "run.ckpt")
-    full = separate(b.inputs, epochs=12, seed=1, progress=False, device="cpu", weight_reg_epochs=6)
+    full = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device="cpu", weight_reg_epochs=6)
     # "interrupted" after 6 epochs: a run of 6 epochs that checkpoints every 3
-    separate(b.inputs, epochs=6, seed=1, progress=False, device="cpu", weight_reg_epochs=6,
+    separate(b.inputs, epochs=6, seed=1, progress=False, mixing_iters=100, device="cpu", weight_reg_epochs=6,
              checkpoint_every=3, checkpoint_path=ck)
-    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, device="cpu", weight_reg_epochs=6,
+    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device="cpu", weight_reg_epochs=6,
                        checkpoint_path=ck, resume=True)
     np.testing.assert_allclose(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
@@ -265,8 +265,9 @@ def test_gamma_ramp_raises_the_exclusion_weight_in_the_loss():
         SeparationOptions(gamma_ramp=-1.0)
     # the fit uses the ramped weight: total = mismatch + w(e) exclusion + weight term, per recorded epoch
     r = separate(_small_blend().inputs, epochs=8, seed=1, progress=False, dtype="float64", gamma_ramp=3.0,
-                 gamma_ramp_epochs=4, weight_reg_epochs=2)
-    w = np.array([SeparationOptions(gamma_ramp=3.0, gamma_ramp_epochs=4).exclusion_weight(e) for e in range(8)])
+                 gamma_ramp_epochs=4, weight_reg_epochs=2, mixing="learn")
+    w = np.array([SeparationOptions(gamma_ramp=3.0, gamma_ramp_epochs=4, mixing="learn").exclusion_weight(e)
+                  for e in range(8)])
     np.testing.assert_allclose(r.loss[:, 1], r.loss[:, 2] + w * r.loss[:, 3] + r.loss[:, 4], rtol=1e-10)
     assert w[0] == 0.5 and w[-1] == 2.0 and r.config["gamma_ramp"] == 3.0
 
@@ -280,7 +281,7 @@ def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
     b = _small_blend()
     x = b.inputs / b.inputs.max()
     for fast in (True, False):
-        o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.7, fast=fast, threads=1)
+        o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.7, fast=fast, threads=1, mixing="learn")
         fit = Fit(x, o, [3], torch.device("cpu"))
         out, losses = fit.step(0)
         y, t = out["y"][0].detach(), fit.target[0]
@@ -301,7 +302,7 @@ def test_coarse_exclusion_pairs_low_pass_slices_with_high_pass_inputs_at_coarse_
     pool = torch.nn.functional.avg_pool2d
     for fast in (True, False):
         o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.0, exclusion_coarse=0.6, fast=fast,
-                              threads=1)
+                              threads=1, mixing="learn")
         fit = Fit(x, o, [3], torch.device("cpu"))
         out, losses = fit.step(0)
         y, t = out["y"][0].detach(), fit.target[0]
@@ -321,7 +322,8 @@ def test_coarse_exclusion_pairs_low_pass_slices_with_high_pass_inputs_at_coarse_
 
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
-    kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4)
+    kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4, mixing_iters=100,
+              select="final")
     full = separate(b.inputs, epochs=10, **kw)
     # every 4 epochs and at the end; the last one is the returned result, in input units
     assert list(full.snapshot_epochs) == [4, 8, 10] and full.snapshots.shape == (3, 2, 48, 48)
@@ -510,12 +512,14 @@ def test_quality_on_small_au_nio_blend():
     assert m_out[0]["ghost_to_signal"] <= 0.3 * m_in[0]["ghost_to_signal"]
     for i in range(2):
         assert m_out[i]["correlation"] > m_in[i]["correlation"]
-    # the monitor saw the returned state (the final iterate: no selection with the estimated mixing)
+    # the returned slices are each slice's least-mismatch iterate (select="loss"), late in the fit; the monitor's
+    # last row is the final iterate, which is close to them
     cols = list(r.monitor_columns)
-    assert r.monitor[-1, 0] == 300 and "selected_epochs" not in r.config
+    assert r.config["select"] == "loss" and r.monitor[-1, 0] == 300
+    assert all(200 <= e <= 300 for e in r.config["selected_epochs"][0]), r.config["selected_epochs"]
     for i in range(2):
         assert r.monitor[-1, cols.index(f"ghost_to_signal_{i + 1}")] == pytest.approx(m_out[i]["ghost_to_signal"],
-                                                                                      rel=0.05, abs=1e-3)
+                                                                                      rel=0.5, abs=5e-3)
 
 
 def test_swapped_outputs_are_matched_back_to_their_inputs():

@@ -36,7 +36,7 @@ def test_choose_gamma_rules():
 
 def test_sweep_run_equals_single_runs_and_rows_have_metrics():
     b = blend(make_phantom("au-nio", (48, 48), seed=1).normalized())
-    base = SeparationOptions(epochs=4, seed=2, device="cpu")
+    base = SeparationOptions(epochs=4, seed=2, device="cpu", mixing="learn")
     runs = run_sweep(b.inputs, base, sweep_settings([0.1, 0.8], ["kernel"]), truth=b.truth, progress=False)
     single = separate(b.inputs, base, gamma_excl=0.8, progress=False)
     np.testing.assert_array_equal(runs[1][1].separated, single.separated)

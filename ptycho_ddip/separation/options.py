@@ -25,7 +25,7 @@ SCHEDULE_PRESETS = {
                  "band_constraint": False, "gamma_ramp": 0.0, "exclusion_input": 1.0, "exclusion_coarse": 0.0},
 }
 DEVICES = ("auto", "cpu", "cuda")
-SELECT_RULES = ("final", "crosstalk")
+SELECT_RULES = ("final", "crosstalk", "loss")
 MIXINGS = ("estimate", "learn")
 
 #: default exclusion weight per filter type (DESIGN.md 3: 0.4-1.0 with single filters, 0.04-0.2 with shallow DIPs),
@@ -140,9 +140,14 @@ class SeparationOptions:
         crosstalk estimate ``select_estimate``: ``"rank"`` (the smallest sum of ranks under the plain and the partial
         estimate), ``"partial"`` or ``"plain"`` (module :mod:`ptycho_ddip.separation.select`;
         docs/separation_stability.md sections 10-12). It costs memory:
-        one image per kept epoch, slice and member. None = ``"crosstalk"`` with the learnable mixing and kernel
-        filters in the "balanced" schedule; ``"final"`` with the estimated mixing (whose fits do not drift back),
-        with shallow-DIP filters (where it did not help) and in the "paper" schedule.
+        one image per kept epoch, slice and member. ``"loss"``: for each slice, the iterate with the smallest
+        mismatch to its own unmixed slice over the whole fit, the final state included (the estimated mixing with
+        ``mixing_fit="unmixed"`` and ``gamma_excl=0`` only, where the slices' fits are independent; it steps over
+        the occasional Adam spike that can land on the last epoch; kept on the device, no host sync, no extra
+        memory but one image per slice and member). None = ``"loss"`` with the estimated mixing's default fit
+        (``"final"`` with other fits of the estimated mixing, which do not drift back either); ``"crosstalk"``
+        with the learnable mixing and kernel filters in the "balanced" schedule; ``"final"`` with shallow-DIP
+        filters (where it did not help) and in the "paper" schedule.
     log_every : epochs between progress updates / host syncs.
     monitor_every : epochs between ground-truth metric evaluations (only when truth is given).
     snapshot_every : keep the clean slices every this many epochs (0 = none), for the first member, matched to the
@@ -257,10 +262,16 @@ class SeparationOptions:
         if not self.mixing_blur >= 0:
             raise ValueError(f"mixing_blur must be >= 0, got {self.mixing_blur}")
         if self.select is None:
-            self.select = ("crosstalk" if self.schedule == "balanced" and self.filters == "kernel"
-                           and self.mixing == "learn" else "final")
+            if self.mixing == "estimate":
+                self.select = "loss" if self.mixing_fit == "unmixed" and self.gamma_excl == 0 else "final"
+            else:
+                self.select = "crosstalk" if self.schedule == "balanced" and self.filters == "kernel" else "final"
         if self.select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
+        if self.select == "loss" and not (self.mixing == "estimate" and self.mixing_fit == "unmixed"
+                                          and self.gamma_excl == 0):
+            raise ValueError("select='loss' needs the estimated mixing with mixing_fit='unmixed' and gamma_excl=0 "
+                             "(where each slice's own mismatch scores it); use select='final' otherwise")
         if not 0 <= int(self.exclusion_coarse_from) <= 4:
             raise ValueError(f"exclusion_coarse_from must be a scale level in 0..4, got {self.exclusion_coarse_from}")
         if self.select_estimate not in SELECT_ESTIMATES:

@@ -361,6 +361,11 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
     kinds = opts.ghost_kinds or default_ghost_kinds(n)
     sel = selected_slices(kinds) if opts.select == "crosstalk" else []
     kept: list = [[] for _ in range(k)]  # per member [(epoch, (S, H, W) float32 images of the `sel` slices)]
+    # select="loss": per member and slice, the smallest own mismatch so far, its epoch and network image (on device)
+    track = opts.select == "loss" and opts.epochs > 0
+    best = ({"val": torch.full((k, n), float("inf"), device=device, dtype=fit.dtype),
+             "epoch": torch.zeros((k, n), device=device, dtype=torch.long),
+             "y": torch.zeros((k, n, h, w), device=device, dtype=fit.dtype)} if track else None)
     start = 0
     cfg = {**opts.to_dict(), "seeds": seeds}
     if checkpoint_path and opts.resume and os.path.exists(checkpoint_path):
@@ -377,11 +382,15 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         monitor = [list(m) for m in ck["monitor"]]
         snapshots = list(ck.get("snapshots", []))
         kept = [list(m) for m in ck.get("kept", kept)]
+        if track and ck.get("best") is not None:  # a checkpoint without it: the tracking restarts here
+            best = {key: v.to(device) for key, v in ck["best"].items()}
     bar = tqdm(total=opts.epochs, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     inputs = target_np if opts.match_inputs else None
     for epoch in range(start, opts.epochs):
         out, history[epoch] = fit.step(epoch)
         done = epoch + 1
+        if track:  # `out` is the state after `epoch` steps
+            _track_best(best, out, model.unmixed, epoch)
         if truth is not None and epoch > 0 and epoch % opts.monitor_every == 0:
             # `out` is the state after `epoch` steps
             y_np, al_np = out["y"].detach().cpu().numpy(), out["alpha"].detach().cpu().numpy()
@@ -405,11 +414,17 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         if checkpoint_path and opts.checkpoint_every and done % opts.checkpoint_every == 0:
             _atomic_torch_save({"model": model.state_dict(), "optim": optim.state_dict(),
                                 "sched": sched.state_dict(), "epoch": done, "history": history[:done].cpu(),
-                                "monitor": monitor, "snapshots": snapshots, "kept": kept, "config": cfg},
+                                "monitor": monitor, "snapshots": snapshots, "kept": kept, "config": cfg,
+                                "best": {key: v.cpu() for key, v in best.items()} if track else None},
                                checkpoint_path)
     bar.close()
     with torch.no_grad():
         final = model.unmixed_outputs() if opts.epochs == 0 else model()
+        y_last = final["y"].cpu().numpy().astype(np.float64)  # the final iterate (monitored at `epochs`)
+        if track:
+            _track_best(best, final, model.unmixed, opts.epochs)
+            final = model.outputs(best["y"])
+            best_epochs = best["epoch"].cpu().numpy()
     y_all = final["y"].cpu().numpy().astype(np.float64)
     al_all = final["alpha"].cpu().numpy().astype(np.float64)
     with torch.no_grad():
@@ -424,11 +439,13 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
     outs = []
     for m in range(k):
         if truth is not None and (not monitor[m] or monitor[m][-1][0] < opts.epochs):
-            monitor[m].append(_monitor_row(opts.epochs, y_all[m], al_all[m], truth, ghosts, inputs))
+            monitor[m].append(_monitor_row(opts.epochs, y_last[m], al_all[m], truth, ghosts, inputs))
         loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
         perm = match_to_inputs(y_all[m], target_np) if opts.match_inputs else tuple(range(n))
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
         y_m, chosen = y_all[m][list(perm)], None
+        if track:
+            chosen = best_epochs[m][list(perm)]
         if sel:
             y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.select_guard,
                                          opts.select_estimate)
@@ -437,6 +454,17 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
                                   snapshots=snapshots if m == 0 else [], selected_epochs=chosen,
                                   mixing=fit.mixing.to_dict() if fit.mixing is not None else None))
     return outs
+
+
+def _track_best(best: dict, out: dict, unmixed: torch.Tensor, epoch: int) -> None:
+    """Update ``best`` (select="loss") in place with the state ``out`` after ``epoch`` steps: per member and slice,
+    keep the network image whose slice is closest (mean squared difference) to its unmixed slice. Device-side."""
+    with torch.no_grad():
+        d = (out["slices"] - unmixed.to(out["slices"].dtype)).pow(2).mean(dim=(-2, -1))
+        better = d < best["val"]
+        best["val"] = torch.where(better, d.to(best["val"].dtype), best["val"])
+        best["epoch"] = torch.where(better, torch.full_like(best["epoch"], int(epoch)), best["epoch"])
+        best["y"] = torch.where(better[..., None, None], out["y"].detach().to(best["y"].dtype), best["y"])
 
 
 def _snapshot(epoch: int, y: torch.Tensor, inputs: Optional[np.ndarray]) -> tuple:
