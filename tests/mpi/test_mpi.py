@@ -165,7 +165,10 @@ def test_data_parallel_reconstruction_equals_serial(small, dtype):
     ser = reconstruct(small, opts, progress=False)
     diff = np.abs(par.object - ser.object)
     np.testing.assert_allclose(par.loss, ser.loss, rtol=1e-5)
-    assert np.abs(par.probe - ser.probe).max() < 1e-5 * np.abs(ser.probe).max()
+    # the probe: 1e-5 of its peak in complex128; in complex64 float32 summation-order noise, divided by Adam's RMS
+    # where gradients are tiny, reaches 1.5e-4 of the peak (measured on a loaded 2-core machine): bound 1e-3
+    probe_tol = 1e-5 if dtype == "complex128" else 1e-3
+    assert np.abs(par.probe - ser.probe).max() < probe_tol * np.abs(ser.probe).max()
     if dtype == "complex128":
         assert (diff / np.abs(ser.object)).max() < 1e-5
     else:
