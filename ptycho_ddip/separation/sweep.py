@@ -69,7 +69,9 @@ def run_sweep(images: np.ndarray, base: SeparationOptions, settings: Sequence[Se
     for s_idx, s in enumerate(settings):
         if s_idx % size != rank:
             continue
-        opts = dataclasses.replace(base, filters=s.filters, gamma_excl=s.gamma)
+        # select="loss" scores iterates only without exclusion: re-resolve it for each gamma
+        sel = None if base.select == "loss" else base.select
+        opts = dataclasses.replace(base, filters=s.filters, gamma_excl=s.gamma, select=sel)
         outs = fit_members(x, opts, truth=truth, ghosts=ghosts, progress=progress, rank=rank, mixing=mixing)
         mine.append((s_idx, assemble_result(x, outs, opts)))
     if comm is not None and size > 1:
