@@ -238,7 +238,9 @@ def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptio
     k, n = y.shape[:2]
     bal = opts.exclusion_balance
     if opts.mixing == "estimate" and opts.mixing_fit == "unmixed":
-        mis = (out["slices"] - model.unmixed.to(y.dtype)).pow(2).mean(dim=(-2, -1)).sum(dim=1)
+        per_slice = _slice_mismatch(out, model.unmixed)
+        out["slice_mismatch"] = per_slice.detach()  # reused by select="loss" (_track_best)
+        mis = per_slice.sum(dim=1)
     elif opts.fast:
         mis = (out["synth"] - target).pow(2).mean(dim=(-2, -1)).sum(dim=1)
     else:
@@ -456,11 +458,16 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
     return outs
 
 
+def _slice_mismatch(out: dict, unmixed: torch.Tensor) -> torch.Tensor:
+    """(K, N) mean squared difference of each slice Y_i of ``out`` from its unmixed slice (M^-1 x)_i."""
+    return (out["slices"] - unmixed.to(out["slices"].dtype)).pow(2).mean(dim=(-2, -1))
+
+
 def _track_best(best: dict, out: dict, unmixed: torch.Tensor, epoch: int) -> None:
     """Update ``best`` (select="loss") in place with the state ``out`` after ``epoch`` steps: per member and slice,
     keep the network image whose slice is closest (mean squared difference) to its unmixed slice. Device-side."""
     with torch.no_grad():
-        d = (out["slices"] - unmixed.to(out["slices"].dtype)).pow(2).mean(dim=(-2, -1))
+        d = out["slice_mismatch"] if "slice_mismatch" in out else _slice_mismatch(out, unmixed)
         better = d < best["val"]
         best["val"] = torch.where(better, d.to(best["val"].dtype), best["val"])
         best["epoch"] = torch.where(better, torch.full_like(best["epoch"], int(epoch)), best["epoch"])
