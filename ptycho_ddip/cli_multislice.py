@@ -157,7 +157,7 @@ def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--propagation", choices=("exact", "paraxial"))
     p.add_argument("--dtype", choices=("complex64", "complex128"))
     p.add_argument("--seed", type=int, help="seed of the initial guess and of the minibatch order")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="MPI rank r uses cuda:(r % device_count)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="MPI rank r uses cuda:(r %% device_count)")
     add_run_flags(p, "reconstruction")
     return _run_reconstruct
 
