@@ -190,7 +190,8 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         opts = comm.agree(reconstruction_options_from_args, args)
         configure_threads(args.threads)
         res = reconstruct_file(args.data, args.output, opts, overwrite=args.overwrite,
-                               progress=not args.no_progress, comm=comm)
+                               progress=not args.no_progress, comm=comm,
+                               notify=lambda line: print(line, flush=True))
         if comm.is_root:
             ck = opts.checkpoint_path
             if ck and os.path.exists(ck):  # the result is written: the checkpoint is no longer needed

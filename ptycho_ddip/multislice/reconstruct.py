@@ -70,7 +70,7 @@ class ReconstructionOptions:
         set in cache and cut peak memory; None = about 4 MiB of complex wave per chunk (16 positions at 128^2,
         4 at 256^2 in complex64), measured fastest on CPU (``benchmarks/bench_forward.py --compare``); on CUDA
         None = the whole share (one call).
-    lr_object : Adam step of the object parameters (radians / nepers with ``parameterization="phase"``).
+    lr_object : Adam step of the object parameters (radians / nepers with ``parameterization="phase"``), > 0.
     lr_probe : Adam step of the probe (relative to its initial peak amplitude).
     lr_schedule : ``"constant"`` (default) or ``"cosine"``: both steps follow lr * (0.01 + 0.99 * (1 + cos(pi e / E))
         / 2) over the run's epochs E, so the last epochs converge instead of oscillating at the minibatch noise level
@@ -126,7 +126,7 @@ class ReconstructionOptions:
         opt.check_int("batch_size", self.batch_size, 1)
         if self.chunk_size is not None:
             opt.check_int("chunk_size", self.chunk_size, 1)
-        opt.check_positive("lr_object", self.lr_object, allow_zero=True)
+        opt.check_positive("lr_object", self.lr_object)
         opt.check_positive("lr_probe", self.lr_probe, allow_zero=True)
         opt.check_bool("optimize_probe", self.optimize_probe)
         opt.check_int("probe_delay_epochs", self.probe_delay_epochs, 0)
@@ -264,6 +264,22 @@ def resolve_object_shape(dataset: DiffractionDataset, options: ReconstructionOpt
     h, w = dataset.detector_shape
     top = np.floor(np.asarray(dataset.positions_px)).max(axis=0)
     return int(top[0]) + h, int(top[1]) + w
+
+
+def probe_notice(dataset: DiffractionDataset, options: ReconstructionOptions) -> str | None:
+    """One line for the user when the dataset holds no probe (``metadata/probe``), else None.
+
+    The reconstruction then starts from a Gaussian guess, which is far from most real probes: the line says so and,
+    unless the probe is being refined, suggests ``--optimize-probe``.
+    """
+    if dataset.probe is not None:
+        return None
+    fwhm = options.probe_fwhm_m or dataset.pixel_size_m * min(dataset.detector_shape) / 4.0
+    text = (f"note: {_name(dataset)} has no metadata/probe: starting from a Gaussian probe guess of FWHM "
+            f"{fwhm * 1e9:.3g} nm")
+    if not options.optimize_probe:
+        text += "; add --optimize-probe (optimize_probe=true) to refine it, or add the probe to the file"
+    return text
 
 
 def check_dataset(dataset: DiffractionDataset, options: ReconstructionOptions) -> None:
@@ -632,7 +648,8 @@ def reconstruct(dataset: DiffractionDataset, options: ReconstructionOptions | Ma
 def reconstruct_file(data_path: str | os.PathLike, out_path: str | os.PathLike,
                      options: ReconstructionOptions | Mapping[str, Any] | None = None, overwrite: bool = False,
                      progress: bool = True, *, comm=None,
-                     callback: Callable[[int, float], None] | None = None) -> ReconstructionResult:
+                     callback: Callable[[int, float], None] | None = None,
+                     notify: Callable[[str], None] | None = None) -> ReconstructionResult:
     """Read a dataset, reconstruct, and write the result (HDF5 + TIFFs) with
     :func:`ptycho_ddip.io.write_reconstruction`. The output path and every input are checked before any work; on
     an error nothing is written.
@@ -640,7 +657,8 @@ def reconstruct_file(data_path: str | os.PathLike, out_path: str | os.PathLike,
     ``comm`` (a :class:`ptycho_ddip.parallel.Communicator`; default :func:`ptycho_ddip.parallel.get_comm`, which is
     serial unless the process was started by ``mpiexec`` with several ranks) makes the run data parallel: every rank
     evaluates its share of each global minibatch, gradients are summed with one ``Allreduce``, only rank 0 shows
-    progress and writes the files. Every rank returns the (identical) result."""
+    progress and writes the files. Every rank returns the (identical) result. ``notify(line)`` (rank 0) receives
+    notices for the user before the work starts (e.g. :func:`probe_notice`)."""
     from ..io import check_output_path, read_dataset, write_reconstruction
     from ..parallel import get_comm
 
@@ -648,6 +666,9 @@ def reconstruct_file(data_path: str | os.PathLike, out_path: str | os.PathLike,
     options = _as_options(options)
     comm.call_on_root(check_output_path, out_path, overwrite)
     dataset = comm.agree(read_dataset, data_path)
+    notice = probe_notice(dataset, options)
+    if notice and notify is not None and comm.is_root:
+        notify(notice)
     rec = comm.agree(Reconstructor, dataset, options, rank=comm.rank, size=comm.size,
                      grad_allreduce=comm.allreduce_sum_ if comm.size > 1 else None)
     result = rec.run(progress=progress and comm.is_root, callback=callback)
