@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -186,6 +187,8 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.resume:
         d["resume"] = True
+    if (d.get("checkpoint_every") or d.get("resume")) and not d.get("checkpoint_path"):
+        d["checkpoint_path"] = os.fspath(args.output) + ".ckpt"  # as documented: OUT.h5.ckpt
     if "gamma_excl" not in d and "filters" in d:
         d["gamma_excl"] = None
     return SeparationOptions.from_dict(d)

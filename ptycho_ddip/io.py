@@ -31,6 +31,8 @@ import h5py
 import numpy as np
 import tifffile
 
+from .atomic import InputError, atomic_group, atomic_write, check_output_path
+
 __all__ = [
     "InputError",
     "parse_source",
@@ -62,13 +64,6 @@ PARTS = ("phase", "magnitude", "real", "imag")
 
 _SEPARATION_RESERVED = ("inputs", "separated", "alpha", "filters", "loss", "mean", "std", "monitor")
 _RECONSTRUCTION_RESERVED = ("object", "probe", "positions", "loss")
-
-
-class InputError(ValueError):
-    """A file or value given to ptycho_ddip is unusable.
-
-    The message names the offending file (and dataset path, where there is one) and says how to fix it.
-    """
 
 
 def _name(path: str | os.PathLike[str]) -> str:
@@ -351,171 +346,6 @@ def read_images(sources: Sequence[str], part: str | None = None, min_size: int =
 # ----------------------------------------------------------------------------------------------------------------------
 # Atomic, no-overwrite writing
 # ----------------------------------------------------------------------------------------------------------------------
-
-def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> pathlib.Path:
-    """Check that ``path`` may be written; call it before a long computation.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The output file.
-    overwrite : bool
-        Whether an existing file may be replaced.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path`` as a Path.
-
-    Raises
-    ------
-    FileExistsError
-        ``path`` exists and ``overwrite`` is False.
-    InputError
-        The parent directory does not exist, or ``path`` is a directory.
-    """
-    out = pathlib.Path(path)
-    parent = out.parent if str(out.parent) else pathlib.Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{_name(path)}: the directory '{parent}' does not exist. Create it first or choose "
-                         f"another -o.")
-    if out.is_dir():
-        raise InputError(f"{_name(path)}: is a directory. Give a file name with -o.")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{_name(path)} exists; pass --overwrite to replace it or choose another -o")
-    return out
-
-
-def _reserve_temp(out: pathlib.Path) -> pathlib.Path:
-    """Create an empty, uniquely named temporary file beside ``out`` (permissions follow the umask)."""
-    parent = out.parent if str(out.parent) else pathlib.Path(".")
-    for _ in range(100):
-        tmp = parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}{out.suffix}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise FileExistsError(f"{out}: could not create a temporary file in '{parent}'")  # pragma: no cover
-
-
-def _remove(path: pathlib.Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _sync(path: pathlib.Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync
-        pass
-    finally:
-        os.close(fd)
-
-
-def _commit(tmp: pathlib.Path, out: pathlib.Path, overwrite: bool) -> None:
-    """Move a finished temporary file onto ``out``; without overwrite never replace an existing file."""
-    if not tmp.exists():
-        raise FileNotFoundError(f"{out}: the temporary file {tmp.name} was removed before it could be renamed")
-    _sync(tmp)
-    if overwrite:
-        os.replace(tmp, out)
-        return
-    try:
-        os.link(tmp, out)  # atomic and fails if out exists
-    except FileExistsError:
-        _remove(tmp)
-        raise FileExistsError(f"{_name(out)} exists; pass --overwrite to replace it or choose another -o") from None
-    except OSError:  # file system without hard links: check, then rename
-        if out.exists():
-            _remove(tmp)
-            raise FileExistsError(f"{_name(out)} exists; pass --overwrite to replace it or choose another -o") from None
-        os.replace(tmp, out)
-        return
-    _remove(tmp)
-
-
-class _AtomicGroup:
-    """Write several files atomically: all temporaries are written first, then renamed together."""
-
-    def __init__(self, paths: Sequence[str | os.PathLike[str]], overwrite: bool = False) -> None:
-        self.outs = [check_output_path(p, overwrite) for p in paths]
-        self.overwrite = overwrite
-        self.tmps: list[pathlib.Path] = []
-
-    def __enter__(self) -> list[pathlib.Path]:
-        try:
-            for out in self.outs:
-                self.tmps.append(_reserve_temp(out))
-        except BaseException:
-            self._cleanup()
-            raise
-        return list(self.tmps)
-
-    def _cleanup(self) -> None:
-        for tmp in self.tmps:
-            _remove(tmp)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if exc_type is not None:
-            self._cleanup()
-            return False
-        try:
-            if not self.overwrite:
-                for out in self.outs:
-                    if out.exists():
-                        raise FileExistsError(f"{_name(out)} exists; pass --overwrite to replace it or choose "
-                                              f"another -o")
-            for tmp, out in zip(self.tmps, self.outs):
-                _commit(tmp, out, self.overwrite)
-        finally:
-            self._cleanup()
-        return False
-
-
-class atomic_write:  # noqa: N801 - used as a function-like context manager
-    """Context manager for writing ``path`` atomically.
-
-    Yields a temporary path in the same directory with the same suffix (``.OUT.h5.tmp-<pid>-<random>.h5``); on normal
-    exit the temporary file is renamed onto ``path`` (re-checking ``overwrite``), on an exception it is deleted and the
-    exception propagates. Nothing partial ever appears at ``path``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The final file.
-    overwrite : bool
-        Whether an existing ``path`` may be replaced.
-
-    Raises
-    ------
-    FileExistsError
-        ``path`` exists (on entry or when committing) and ``overwrite`` is False.
-    InputError
-        The parent directory does not exist.
-
-    Examples
-    --------
-    >>> with atomic_write("out.npy") as tmp:  # doctest: +SKIP
-    ...     numpy.save(tmp, array)
-    """
-
-    def __init__(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
-        self._group = _AtomicGroup([path], overwrite)
-
-    def __enter__(self) -> pathlib.Path:
-        return self._group.__enter__()[0]
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return self._group.__exit__(exc_type, exc, tb)
-
 
 def _write_tiff_file(file: str | os.PathLike[str], array: np.ndarray) -> None:
     data = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
@@ -1099,7 +929,7 @@ def write_reconstruction(path: str | os.PathLike[str], result: Mapping[str, Any]
     obj = np.asarray(result["object"])
     if obj.ndim != 3 or not np.iscomplexobj(obj):
         raise InputError(f"{file}: 'object' must be complex (n_slices, H, W), got {obj.dtype} {obj.shape}.")
-    with _AtomicGroup([path, phase_path, magnitude_path], overwrite) as (tmp, tmp_phase, tmp_magnitude):
+    with atomic_group([path, phase_path, magnitude_path], overwrite) as (tmp, tmp_phase, tmp_magnitude):
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("object", data=obj)
             h5.create_dataset("probe", data=np.asarray(result["probe"]))

@@ -6,7 +6,6 @@ a path (PNG). Display range of images is mu +/- 4 sigma per image, as in the pap
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import matplotlib
@@ -14,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from .atomic import atomic_write  # noqa: E402
 
 
 def _range(im: np.ndarray, k: float = 4.0) -> tuple[float, float]:
@@ -23,17 +24,13 @@ def _range(im: np.ndarray, k: float = 4.0) -> tuple[float, float]:
 
 
 def save_figure(fig, path: str) -> str:
-    """Save a figure atomically (temporary file, then rename) and close it."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=d)
-    os.close(fd)
+    """Save a figure atomically (:func:`ptycho_ddip.atomic.atomic_write`, permissions follow the umask) and close
+    it. An existing file at ``path`` is replaced: callers check their outputs before a computation starts."""
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_write(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

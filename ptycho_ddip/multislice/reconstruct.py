@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..atomic import atomic_write
 from ..io import DiffractionDataset, InputError
 from . import _options as opt
 from .forward import MultisliceForward, PositionError
@@ -557,13 +558,8 @@ class Reconstructor:
         """Write the state atomically (temporary file in the same directory, then rename). Rank 0 only."""
         if self.rank != 0:
             return
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
+        with atomic_write(path, overwrite=True) as tmp:
             torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     def load_checkpoint(self, path: str) -> None:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -21,6 +20,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..atomic import atomic_write
 from ..runtime import configure_threads, resolve_device
 from .batched import build_model
 from .fixed import FixedMixingDIP
@@ -149,16 +149,8 @@ def validate_images(images: np.ndarray, name: str = "input") -> np.ndarray:
 
 
 def _atomic_torch_save(obj: dict, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".pt", dir=d)
-    os.close(fd)
-    try:
+    with atomic_write(path, overwrite=True) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 _RESUME_IGNORED = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "log_every", "device", "threads",
