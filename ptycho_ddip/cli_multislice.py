@@ -158,6 +158,13 @@ def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--dtype", choices=("complex64", "complex128"))
     p.add_argument("--seed", type=int, help="seed of the initial guess and of the minibatch order")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="MPI rank r uses cuda:(r %% device_count)")
+    p.add_argument("--depth-reg", choices=("none", "kz", "zcorr"),
+                   help="in-loop depth regulariser: kz = missing-wedge filter of the slices every K epochs, zcorr = "
+                        "inter-slice phase correlation penalty (default none)")
+    p.add_argument("--depth-reg-weight", type=float, metavar="W",
+                   help="kz: the filter's beta (W = 1/2 on |kz| = |kr| / beta, grid units; default 0.1); zcorr: the "
+                        "penalty weight (default 1)")
+    p.add_argument("--depth-reg-every", type=int, metavar="K", help="epochs between kz filter passes (default 1)")
     add_run_flags(p, "reconstruction")
     return _run_reconstruct
 
@@ -171,7 +178,8 @@ def reconstruction_options_from_args(args: argparse.Namespace):
              "lr_probe": args.lr_probe, "optimize_probe": True if args.optimize_probe else None,
              "probe_delay_epochs": args.probe_delay, "loss": args.loss, "init": args.init,
              "xrf_elements": args.xrf_elements, "n_slices": args.n_slices, "propagation": args.propagation,
-             "dtype": args.dtype, "seed": args.seed, "device": args.device,
+             "dtype": args.dtype, "seed": args.seed, "device": args.device, "depth_reg": args.depth_reg,
+             "depth_reg_weight": args.depth_reg_weight, "depth_reg_every": args.depth_reg_every,
              "checkpoint_every": args.checkpoint_every, "resume": True if args.resume else None}
     if flags["checkpoint_every"] or flags["resume"] or base.get("checkpoint_every") or base.get("resume"):
         base.setdefault("checkpoint_path", os.fspath(args.output) + ".ckpt")

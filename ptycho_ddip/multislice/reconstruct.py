@@ -46,6 +46,7 @@ from .forward import MultisliceForward, PositionError
 from .physics import wavelength_m
 from .probe import gaussian_probe, supplied_probe
 from .propagation import KINDS
+from .regularizers import DEFAULT_WEIGHTS, DEPTH_REGS, kz_filter, kz_filter_weights, slice_correlation_penalty
 
 LOSSES = ("amplitude", "poisson")
 INITS = ("random", "constant", "xrf")
@@ -94,6 +95,13 @@ class ReconstructionOptions:
     device : ``"auto"``, ``"cpu"`` or ``"cuda"``; dtype : ``"complex64"`` or ``"complex128"``.
     checkpoint_every : write a checkpoint every N epochs (0 = never); checkpoint_path : where.
     resume : continue from ``checkpoint_path`` if it exists.
+    depth_reg : in-loop depth regulariser (:mod:`.regularizers`): ``"none"`` (default), ``"kz"`` (missing-wedge
+        filter of the slices' phase and log-amplitude every ``depth_reg_every`` epochs) or ``"zcorr"`` (squared
+        inter-slice Pearson correlation of the phases added to every minibatch's loss; the recorded loss stays the
+        data loss).
+    depth_reg_weight : ``"kz"``: the filter's beta (grid units; W = 1/2 on |kz| = |kr| / beta), ``"zcorr"``: the
+        penalty's weight; None = 0.1 for kz, 1.0 for zcorr.
+    depth_reg_every : epochs between two applications of the kz filter.
     """
 
     epochs: int = 50
@@ -121,6 +129,9 @@ class ReconstructionOptions:
     checkpoint_every: int = 0
     checkpoint_path: str | None = None
     resume: bool = False
+    depth_reg: str = "none"
+    depth_reg_weight: float | None = None
+    depth_reg_every: int = 1
 
     def __post_init__(self) -> None:
         opt.check_int("epochs", self.epochs, 0)
@@ -176,6 +187,11 @@ class ReconstructionOptions:
         opt.check_bool("resume", self.resume)
         if (self.checkpoint_every > 0 or self.resume) and not self.checkpoint_path:
             raise opt.OptionsError("checkpoint_every > 0 or resume=True needs checkpoint_path")
+        opt.check_choice("depth_reg", self.depth_reg, DEPTH_REGS)
+        opt.check_positive("depth_reg_weight", self.depth_reg_weight, allow_none=True)
+        if self.depth_reg_weight is None and self.depth_reg != "none":
+            self.depth_reg_weight = DEFAULT_WEIGHTS[self.depth_reg]
+        opt.check_int("depth_reg_every", self.depth_reg_every, 1)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> "ReconstructionOptions":
@@ -371,6 +387,8 @@ class Reconstructor:
         else:
             start = self._initial_object(initial_object)
         self._init_parameters(start, self._initial_probe())
+        self._zcorr_mask = self._scanned_mask() if options.depth_reg == "zcorr" else None
+        self._kz_weights = None
         self.loss_history: list = []
         self.epoch = 0
 
@@ -435,6 +453,14 @@ class Reconstructor:
         self.object_optimizer = torch.optim.Adam([self.obj_a, self.obj_b], lr=self.options.lr_object)
         self.probe_optimizer = torch.optim.Adam([self.probe_re, self.probe_im], lr=self.options.lr_probe)
 
+    def _scanned_mask(self) -> torch.Tensor:
+        """Pixels whose summed initial-probe intensity over the scan exceeds 10 % of its maximum (bool (H, W))."""
+        from .xrf import illuminated_mask
+
+        probe = torch.complex(self.probe_re, self.probe_im).detach().cpu().numpy()
+        mask = illuminated_mask(self.positions.cpu().numpy(), probe, self.object_shape, 0.1)
+        return torch.as_tensor(mask, device=self.device)
+
     # -------------------------------------------------------------------------------------------- model
     @property
     def parameters(self) -> list:
@@ -445,6 +471,35 @@ class Reconstructor:
         if self.options.parameterization == "phase":
             return torch.polar(torch.exp(self.obj_a), self.obj_b)
         return torch.complex(self.obj_a, self.obj_b)
+
+    def phase_and_log_amplitude(self) -> tuple:
+        """(phase, log-amplitude) of the current object, each real (n_slices, H, W) (differentiable)."""
+        if self.options.parameterization == "phase":
+            return self.obj_b, self.obj_a
+        o = self.object()
+        return torch.angle(o), torch.log(torch.clamp(o.abs(), min=1e-12))
+
+    def depth_penalty(self) -> torch.Tensor:
+        """The ``zcorr`` term added to each minibatch's loss: weight * sum_{i<j} rho(phase_i, phase_j)^2."""
+        phase, _ = self.phase_and_log_amplitude()
+        return self.options.depth_reg_weight * slice_correlation_penalty(phase, self._zcorr_mask)
+
+    def apply_kz_filter(self) -> None:
+        """Replace the object's phase and log-amplitude by their missing-wedge-filtered stacks (in place)."""
+        with torch.no_grad():
+            phase, log_amp = (t.detach() for t in self.phase_and_log_amplitude())
+            if self._kz_weights is None:
+                self._kz_weights = kz_filter_weights(phase.shape[0], phase.shape[1:], self.options.depth_reg_weight,
+                                                     dtype=phase.dtype, device=phase.device)
+            phase = kz_filter(phase, self.options.depth_reg_weight, self._kz_weights)
+            log_amp = kz_filter(log_amp, self.options.depth_reg_weight, self._kz_weights)
+            if self.options.parameterization == "phase":
+                self.obj_b.copy_(phase)
+                self.obj_a.copy_(log_amp)
+            else:
+                o = torch.polar(torch.exp(log_amp), phase)
+                self.obj_a.copy_(o.real)
+                self.obj_b.copy_(o.imag)
 
     def probe(self) -> torch.Tensor:
         """The current probe, complex (h, w) (differentiable)."""
@@ -497,6 +552,9 @@ class Reconstructor:
         grads, loss_value = self.minibatch_gradients(batch)
         if self.grad_allreduce is not None:
             self.grad_allreduce(grads + [loss_value])
+        if self.options.depth_reg == "zcorr":  # after the sum over ranks: every rank adds the same term once
+            extra = torch.autograd.grad(self.depth_penalty(), [self.obj_a, self.obj_b], allow_unused=True)
+            grads = [g if e is None else g + e for g, e in zip(grads, list(extra) + [None, None])]
         for p, g in zip(self.parameters, grads):
             p.grad = g
         self.object_optimizer.step()
@@ -522,6 +580,8 @@ class Reconstructor:
         for batch in global_minibatches(n, self.options.batch_size, self.options.seed, self.epoch):
             total += self.step(batch)
         self.epoch += 1
+        if self.options.depth_reg == "kz" and self.epoch % self.options.depth_reg_every == 0:
+            self.apply_kz_filter()
         mean = total / n
         self.loss_history.append(mean)
         return mean
