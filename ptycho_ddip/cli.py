@@ -152,6 +152,19 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     return _run_separate
 
 
+def describe_alpha(alpha) -> str:
+    """The weights of a separation in words: each slice's own-signal share, and for two slices the paper's alpha
+    (alpha_1 = slice 1's own share, alpha_2 = slice 2's ghost share, Du et al. 2021 eq. 2)."""
+    import numpy as np
+
+    a = np.atleast_2d(np.asarray(alpha, dtype=float)).mean(0)
+    own = [a[0], 1.0 - a[1]] if a.size == 2 else list(a)
+    text = "own-signal share per slice = " + json.dumps([round(float(v), 4) for v in own])
+    if a.size == 2:
+        text += f" (the paper's alpha_1, alpha_2 = {a[0]:.4f}, {a[1]:.4f})"
+    return text
+
+
 def add_run_flags(p: argparse.ArgumentParser, what: str) -> None:
     """Flags every long-running command shares: threads, checkpoint/resume, config file, overwrite, progress."""
     p.add_argument("--threads", type=int, help="CPU threads per rank (default: usable CPUs / ranks on the node)")
@@ -197,8 +210,9 @@ def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] 
 def _run_separate(args: argparse.Namespace) -> int:
     """Serial, or under ``mpiexec -n R``: ensemble member k is fitted on rank k % R and rank 0 gathers the members,
     computes mean and std and writes every output."""
-    from .io import check_output_path, load_config, read_images
+    from .io import InputError, check_output_path, load_config, read_images
     from .parallel import get_comm
+    from .runtime import resolve_device
     from .separation.separate import output_paths, separate_files
 
     comm = get_comm()
@@ -206,7 +220,15 @@ def _run_separate(args: argparse.Namespace) -> int:
         def options():
             base = load_config(args.config) if args.config else {}
             base = base.get("separation", base)
-            return separation_options_from_args(args, base)
+            if not isinstance(base, dict):
+                raise InputError(f"{args.config}: 'separation' must be a table of options, got {type(base).__name__}")
+            try:
+                opts = separation_options_from_args(args, base)
+            except ValueError as exc:
+                where = f"{args.config} (or the command line)" if args.config else "command line"
+                raise InputError(f"{where}: {exc}") from None
+            resolve_device(opts.device)  # a missing CUDA is an error now, not after the inputs are read
+            return opts
 
         opts = comm.agree(options)
         gammas = args.gamma_excl if isinstance(args.gamma_excl, list) else None
@@ -220,15 +242,18 @@ def _run_separate(args: argparse.Namespace) -> int:
                                    truth_sources=args.truth, overwrite=args.overwrite,
                                    progress=not args.no_progress and comm.is_root, comm=comm)
             if res is not None:
-                print(f"wrote {args.output}; gamma_excl = {res.config['gamma_excl']:g}; "
-                      f"alpha = {json.dumps(res.alpha.round(4).tolist())}")
+                print(f"wrote {args.output}; gamma_excl = {res.config['gamma_excl']:g}; {describe_alpha(res.alpha)}")
             return 0
         if (gammas and len(gammas) > 1) or len(filters) > 1:
-            from .separation.sweep import sweep_files, sweep_settings
+            from .separation.sweep import sweep_files, sweep_paths, sweep_settings
 
             settings = sweep_settings(gammas or [None], filters)
-            sweep_files(args.inputs, args.output, opts, settings, part=args.part, truth_sources=args.truth,
-                        overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, comm=comm)
+            rows = sweep_files(args.inputs, args.output, opts, settings, part=args.part, truth_sources=args.truth,
+                               overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, comm=comm)
+            if rows is not None:
+                paths = sweep_paths(args.output, settings)
+                print(f"wrote {len(settings)} results ({', '.join(paths[st] for st in settings)}), "
+                      f"{paths['png']}, {paths['md']}, {paths['json']}")
             return 0
         kwargs: dict = {}
         if comm.size > 1:  # preflight on every rank, so that a bad input stops all ranks with one clean error
@@ -247,8 +272,7 @@ def _run_separate(args: argparse.Namespace) -> int:
         res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
                              overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, **kwargs)
         if res is not None:
-            what = "alpha (own-signal share, estimated mixing)" if "mixing_estimate" in res.config else "alpha"
-            print(f"wrote {args.output}; {what} = {json.dumps(res.alpha.round(4).tolist())}")
+            print(f"wrote {args.output}; {describe_alpha(res.alpha)}")
             if "selected_epochs" in res.config:
                 print(f"epochs of the returned slices (select {opts.select}): {res.config['selected_epochs']}")
             if res.monitor is not None:
@@ -315,11 +339,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .io import InputError
 
     args = build_parser().parse_args(argv)
+    _one_line_warnings(f"ptycho-ddip {args.command}: warning: ")
     try:
         return int(args._run(args) or 0)
     except (InputError, FileExistsError, ValueError) as e:
         print(f"ptycho-ddip {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ptycho-ddip {args.command}: {interrupted_message(args)}", file=sys.stderr)
+        return 130
+
+
+def _one_line_warnings(prefix: str) -> None:
+    """Show Python warnings as one line each (``prefix`` + message), without the source line."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}{message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """One line after Ctrl-C: where the checkpoints are and how to continue, or how to make a run resumable."""
+    import glob
+
+    out = getattr(args, "output", None)
+    if out is None:
+        return "interrupted"
+    if args.command == "pipeline":
+        found = sorted(glob.glob(os.path.join(glob.escape(out), "*.ckpt*")))
+        if found:
+            return (f"interrupted; checkpoints in {out}/ ({', '.join(os.path.basename(f) for f in found)}): rerun "
+                    f"the same command to continue")
+        return f"interrupted; finished stages are kept in {out}/: rerun the same command to continue"
+    found = sorted(glob.glob(glob.escape(os.fspath(out)) + ".ckpt*"))
+    if found:
+        return f"interrupted; checkpoint at {found[0]}: rerun the same command with --resume to continue"
+    if getattr(args, "checkpoint_every", None):
+        return "interrupted before the first checkpoint; nothing written"
+    return "interrupted; nothing written (add --checkpoint-every K to make a long run resumable)"
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def _add_simulate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--energy-ev", type=float, help="photon energy, eV (default 12000)")
     p.add_argument("--pixel-size-m", type=float, help="object pixel size, m (default 1e-8)")
     sp = p.add_mutually_exclusive_group()
-    sp.add_argument("--spacing-m", type=float, help="slice spacing, m")
+    sp.add_argument("--spacing-m", type=float,
+                    help="slice spacing, m (a negative value needs the = form: --spacing-m=-1e-6)")
     sp.add_argument("--spacing-dof", type=float, help="slice spacing in depths of field 5.4 dr^2/lambda (default 3.5)")
     p.add_argument("--propagation", choices=("exact", "paraxial"))
     p.add_argument("--scan", choices=("raster", "spiral"))

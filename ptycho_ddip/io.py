@@ -18,13 +18,14 @@ kept in an attribute ``value_m`` so that a write/read round trip is bit-exact.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import h5py
@@ -182,8 +183,17 @@ def _read_h5_dataset(file: str, dataset: str | None, preferred: str | None = Non
 
 def _read_npy(file: str) -> np.ndarray:
     _require_file(file)
+    with open(file, "rb") as fh:
+        magic = fh.read(6)
+    if not magic:
+        raise InputError(f"{file}: is empty. Give a file written by numpy.save.")
+    if magic != b"\x93NUMPY":
+        raise InputError(f"{file}: is not a .npy file (no NumPy header). Give a file written by numpy.save, or "
+                         f"convert it to .npy, TIFF or HDF5.")
     try:
         return np.load(file, allow_pickle=False)
+    except EOFError as exc:
+        raise InputError(f"{file}: is truncated ({exc}). Write it again with numpy.save.") from exc
     except ValueError as exc:
         raise InputError(f"{file}: cannot be read as a numeric .npy array ({exc}). Save it with "
                          f"numpy.save(file, array) from a numeric array (no objects).") from exc
@@ -650,6 +660,35 @@ class DiffractionDataset:
     def detector_shape(self) -> tuple[int, int]:
         """(det_y, det_x) in pixels."""
         return (int(self.intensities.shape[1]), int(self.intensities.shape[2]))
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the content: every array and number of the dataset, not its ``source`` path.
+
+        Two files with the same data give the same fingerprint; a dataset regenerated in place does not.
+        """
+        h = hashlib.sha256()
+
+        def add(name: str, value: Any) -> None:
+            h.update(name.encode())
+            if value is None:
+                h.update(b"none")
+            elif isinstance(value, np.ndarray):
+                a = np.ascontiguousarray(value)
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(memoryview(a).cast("B"))
+            else:
+                h.update(repr(value).encode())
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "source":
+                continue
+            if isinstance(value, dict):
+                for key in sorted(value):
+                    add(f"{f.name}/{key}", value[key])
+            else:
+                add(f.name, value)
+        return h.hexdigest()
 
     def validate(self) -> None:
         """Check shapes and values; raise :class:`InputError` naming ``source`` and the fix."""

@@ -40,6 +40,7 @@ k % R); rank 0 alone writes files and prints.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -310,8 +311,9 @@ def _prepare_outdir(outdir: str, options: PipelineOptions, force: bool) -> None:
     save_config_json(paths["config"], current, overwrite=True)
 
 
-def _stage_done(paths: dict, data_path: str) -> dict:
-    """Which stage outputs exist (complete, since writes are atomic); refuses outputs of another dataset."""
+def _stage_done(paths: dict, data_path: str, fingerprint: str) -> dict:
+    """Which stage outputs exist (complete, since writes are atomic); refuses outputs of another dataset, known by
+    its content (``DiffractionDataset.fingerprint``; by its path for runs written before fingerprints)."""
     import h5py
 
     done = {"pass1": os.path.exists(paths["pass1"]),
@@ -324,8 +326,13 @@ def _stage_done(paths: dict, data_path: str) -> dict:
                 cfg = json.loads(h5.attrs.get("config", "{}"))
         except (OSError, ValueError):
             cfg = {}
-        source = cfg.get("data")
-        if source and os.path.abspath(source) != os.path.abspath(data_path):
+        source, stored = cfg.get("data"), cfg.get("data_sha256")
+        if stored and stored != fingerprint:
+            same = source and os.path.abspath(source) == os.path.abspath(data_path)
+            why = f"{data_path} has changed since" if same else f"from {source or 'another dataset'}"
+            raise InputError(f"{paths['pass1']}: was reconstructed from other data ({why}); rerun with --force "
+                             f"(force=True) to start over, or choose another -o")
+        if not stored and source and os.path.abspath(source) != os.path.abspath(data_path):
             raise InputError(f"{paths['pass1']}: was reconstructed from {source}, not {data_path}; rerun with --force "
                              f"(force=True) to start over, or choose another -o")
     return done
@@ -333,10 +340,11 @@ def _stage_done(paths: dict, data_path: str) -> dict:
 
 # ------------------------------------------------------------------------------------------------ stages
 
-def _reconstruct_stage(name: str, data_path: str, dataset, opts: ReconstructionOptions, initial_object,
+def _reconstruct_stage(name: str, data_id: dict, dataset, opts: ReconstructionOptions, initial_object,
                        paths: dict, comm, progress: bool, callback: Optional[Callable],
                        checkpoint_every: int):
-    """Run (or resume) one reconstruction pass; rank 0 writes ``<name>.h5`` + TIFFs + PNG."""
+    """Run (or resume) one reconstruction pass; rank 0 writes ``<name>.h5`` + TIFFs + PNG, with ``data_id`` (the
+    dataset's path and content fingerprint) in its config."""
     from .io import write_reconstruction
     from .multislice.reconstruct import Reconstructor
 
@@ -349,7 +357,7 @@ def _reconstruct_stage(name: str, data_path: str, dataset, opts: ReconstructionO
     result = rec.run(progress=progress and comm.is_root, callback=cb)
     if comm.is_root:
         out = result.to_dict()
-        out["config"] = {**out["config"], "data": os.path.abspath(data_path), "stage": name}
+        out["config"] = {**out["config"], **data_id, "stage": name}
         write_reconstruction(paths[name], out, overwrite=True)
         _reconstruction_figure(result.object, result.loss, name, paths[name + "_png"])
         if os.path.exists(ck):
@@ -604,6 +612,29 @@ def format_metrics(metrics: Mapping) -> str:
 
 # ------------------------------------------------------------------------------------------------ driver
 
+def _remove_new_outdir_on_error(fn: Callable) -> Callable:
+    """Decorator: when the run fails (bad data, Ctrl-C) in an output directory that it created and that holds no
+    result yet (at most its ``config.json``), remove that directory again: a failed first run leaves no litter."""
+
+    @functools.wraps(fn)
+    def wrapper(data_path, outdir, *args, **kwargs):
+        created = not os.path.exists(outdir)
+        try:
+            return fn(data_path, outdir, *args, **kwargs)
+        except BaseException:
+            if created and os.path.isdir(outdir) and set(os.listdir(outdir)) <= {"config.json"}:
+                try:
+                    if os.path.exists(os.path.join(outdir, "config.json")):
+                        os.remove(os.path.join(outdir, "config.json"))
+                    os.rmdir(outdir)
+                except OSError:  # another rank removed it first, or a file appeared: leave it
+                    pass
+            raise
+
+    return wrapper
+
+
+@_remove_new_outdir_on_error
 def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
                  options: PipelineOptions | Mapping[str, Any] | None = None, force: bool = False,
                  progress: bool = True, *, comm=None, callback: Optional[Callable] = None,
@@ -644,7 +675,8 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
     dataset = comm.agree(read_dataset, data_path)
     comm.call_on_root(_prepare_outdir, outdir, options, force)
     paths = pipeline_paths(outdir)
-    done = comm.call_on_root(_stage_done, paths, data_path)
+    data_id = {"data": os.path.abspath(data_path), "data_sha256": dataset.fingerprint() if comm.is_root else ""}
+    done = comm.call_on_root(_stage_done, paths, data_path, data_id["data_sha256"])
     configure_threads(options.separation.threads)
     ran, skipped, timings = [], [], {}
     redo = False  # once a stage runs, every later stage runs too
@@ -663,7 +695,7 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
     if not skip("pass1"):
         say(f"[pipeline] pass1: reconstruction, {options.pass1.epochs} epochs, init {options.pass1.init}, "
             f"{comm.size} rank(s)")
-        _reconstruct_stage("pass1", data_path, dataset, options.pass1, None, paths, comm, progress, callback,
+        _reconstruct_stage("pass1", data_id, dataset, options.pass1, None, paths, comm, progress, callback,
                            options.checkpoint_every)
         timings["pass1"] = time.perf_counter() - t0
     p1 = read_reconstruction(paths["pass1"])
@@ -686,7 +718,7 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
         say(f"[pipeline] pass2: reconstruction from the {options.pass2_seed.replace('_', '-')} {options.part}, "
             f"{options.pass2.epochs} epochs")
         seed = seed_object(p1["object"], _pass2_seed_images(paths, options), _read_box(paths), options.part)
-        _reconstruct_stage("pass2", data_path, dataset, options.pass2, seed, paths, comm, progress, callback,
+        _reconstruct_stage("pass2", data_id, dataset, options.pass2, seed, paths, comm, progress, callback,
                            options.checkpoint_every)
         timings["pass2"] = time.perf_counter() - t0
     elif comm.is_root and not os.path.exists(paths["pass2_png"]):

@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from .atomic import InputError
+
 _LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE",
                     "SLURM_NTASKS_PER_NODE", "PMI_LOCAL_SIZE")
 
@@ -65,11 +67,12 @@ def configure_threads(threads: int | None = None) -> int:
 
 def resolve_device(device: str = "auto", rank: int = 0) -> torch.device:
     """``"auto"`` -> ``cuda:(rank % device_count)`` when CUDA is available, else CPU; ``"cuda"`` likewise but
-    raises when CUDA is missing."""
+    raises :class:`ptycho_ddip.atomic.InputError` (exit status 2 on the command line) when CUDA is missing."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but torch.cuda.is_available() is False; use --device cpu "
+                         f"(or auto), or install the CUDA build of torch")
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False; use --device cpu")
         return torch.device(f"cuda:{rank % torch.cuda.device_count()}")
     return torch.device(device)

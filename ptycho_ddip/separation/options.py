@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..optionsbase import check_types
 from .mixing import DEFAULT_SIGMAS
 from .model import FILTER_TYPES, GHOST_KINDS
 from .networks import kernel_sizes
@@ -215,6 +216,7 @@ class SeparationOptions:
     def __post_init__(self) -> None:
         if self.extra:
             raise ValueError(f"unknown separation options: {sorted(self.extra)}")
+        check_types(self, skip=("extra",))
         if self.filters not in FILTER_TYPES:
             raise ValueError(f"filters must be one of {FILTER_TYPES}, got {self.filters!r}")
         if self.ghost_kinds is not None:

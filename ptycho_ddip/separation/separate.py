@@ -125,6 +125,10 @@ def to_input_units(y: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return out
 
 
+#: inputs that correlate this well (in absolute value) are refused as copies of one slice
+IDENTICAL_CORRELATION = 0.999
+
+
 def validate_images(images: np.ndarray, name: str = "input") -> np.ndarray:
     """Check an (N, H, W) real stack for the engine; raise ValueError saying what is wrong and how to fix it."""
     x = np.asarray(images)
@@ -145,6 +149,12 @@ def validate_images(images: np.ndarray, name: str = "input") -> np.ndarray:
     for i in range(x.shape[0]):
         if np.ptp(x[i]) == 0:
             raise ValueError(f"{name}: slice {i} is constant ({x[i].flat[0]}); nothing to separate")
+    corr = np.corrcoef(x.reshape(x.shape[0], -1))
+    for i in range(x.shape[0]):
+        for j in range(i + 1, x.shape[0]):
+            if abs(corr[i, j]) >= IDENTICAL_CORRELATION:
+                raise ValueError(f"{name}: slices {i} and {j} are nearly identical (correlation {corr[i, j]:.5f}); "
+                                 f"their split cannot be determined. Check that the inputs are different slices")
     return x
 
 
