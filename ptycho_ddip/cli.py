@@ -172,7 +172,9 @@ def add_run_flags(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT.h5.ckpt")
     p.add_argument("--config", help=f"JSON/TOML file of {what} options (command-line flags win)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="plain progress lines (about every 10%% of the epochs or 60 s) instead of a progress bar, "
+                        "for log files; they are the default when stderr is not a terminal")
 
 
 def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] = None):
@@ -212,6 +214,7 @@ def _run_separate(args: argparse.Namespace) -> int:
     computes mean and std and writes every output."""
     from .io import InputError, check_output_path, load_config, read_images
     from .parallel import get_comm
+    from .progress import cli_progress
     from .runtime import resolve_device
     from .separation.separate import output_paths, separate_files
 
@@ -240,7 +243,7 @@ def _run_separate(args: argparse.Namespace) -> int:
                 raise ValueError("--gamma-excl auto chooses gamma for one filter type; give one --filters")
             res = auto_gamma_files(args.inputs, args.output, opts, AUTO_GAMMAS[opts.filters], part=args.part,
                                    truth_sources=args.truth, overwrite=args.overwrite,
-                                   progress=not args.no_progress and comm.is_root, comm=comm)
+                                   progress=comm.is_root and cli_progress(args.no_progress), comm=comm)
             if res is not None:
                 print(f"wrote {args.output}; gamma_excl = {res.config['gamma_excl']:g}; {describe_alpha(res.alpha)}")
             return 0
@@ -249,7 +252,8 @@ def _run_separate(args: argparse.Namespace) -> int:
 
             settings = sweep_settings(gammas or [None], filters)
             rows = sweep_files(args.inputs, args.output, opts, settings, part=args.part, truth_sources=args.truth,
-                               overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, comm=comm)
+                               overwrite=args.overwrite, progress=comm.is_root and cli_progress(args.no_progress),
+                               comm=comm)
             if rows is not None:
                 paths = sweep_paths(args.output, settings)
                 print(f"wrote {len(settings)} results ({', '.join(paths[st] for st in settings)}), "
@@ -270,7 +274,8 @@ def _run_separate(args: argparse.Namespace) -> int:
             gather = comm.ensemble_gather(opts.ensemble)
             kwargs = {"members": gather.members, "gather": gather}
         res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
-                             overwrite=args.overwrite, progress=not args.no_progress and comm.is_root, **kwargs)
+                             overwrite=args.overwrite, progress=comm.is_root and cli_progress(args.no_progress),
+                             **kwargs)
         if res is not None:
             print(f"wrote {args.output}; {describe_alpha(res.alpha)}")
             if "selected_epochs" in res.config:

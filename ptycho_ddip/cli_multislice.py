@@ -192,6 +192,7 @@ def reconstruction_options_from_args(args: argparse.Namespace):
 def _run_reconstruct(args: argparse.Namespace) -> int:
     from .multislice.reconstruct import reconstruct_file
     from .parallel import get_comm
+    from .progress import cli_progress
     from .runtime import configure_threads
 
     comm = get_comm()
@@ -199,7 +200,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         opts = comm.agree(reconstruction_options_from_args, args)
         configure_threads(args.threads)
         res = reconstruct_file(args.data, args.output, opts, overwrite=args.overwrite,
-                               progress=not args.no_progress, comm=comm,
+                               progress=cli_progress(args.no_progress), comm=comm,
                                notify=lambda line: print(line, flush=True))
         if comm.is_root:
             ck = opts.checkpoint_path

@@ -39,7 +39,9 @@ def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--seed", type=int, help="seed of every stage")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device of every stage")
     p.add_argument("--threads", type=int, help="CPU threads per rank")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="plain progress lines (about every 10%% of the epochs or 60 s) instead of progress bars, "
+                        "for log files; they are the default when stderr is not a terminal")
     return _run_pipeline
 
 
@@ -81,13 +83,14 @@ def pipeline_options_from_args(args: argparse.Namespace):
 def _run_pipeline(args: argparse.Namespace) -> int:
     from .parallel import get_comm
     from .pipeline import run_pipeline
+    from .progress import cli_progress
     from .runtime import configure_threads
 
     comm = get_comm()
     with comm.abort_on_error("ptycho-ddip pipeline: error: "):
         opts = comm.agree(pipeline_options_from_args, args)
         configure_threads(args.threads)
-        out = run_pipeline(args.data, args.output, opts, force=args.force, progress=not args.no_progress,
+        out = run_pipeline(args.data, args.output, opts, force=args.force, progress=cli_progress(args.no_progress),
                            comm=comm, verbose=True)
         if comm.is_root:
             print(f"wrote {args.output}/: pass1.h5, separation.h5, pass2.h5, summary.png, metrics.json, config.json "

@@ -354,12 +354,13 @@ def _reconstruct_stage(name: str, data_id: dict, dataset, opts: ReconstructionOp
     rec = comm.agree(Reconstructor, dataset, opts, initial_object=initial_object, rank=comm.rank, size=comm.size,
                      grad_allreduce=comm.allreduce_sum_ if comm.size > 1 else None)
     cb = None if callback is None else (lambda epoch, loss: callback(name, epoch, loss))
-    result = rec.run(progress=progress and comm.is_root, callback=cb)
+    result = rec.run(progress=comm.is_root and progress, callback=cb)
     if comm.is_root:
         out = result.to_dict()
         out["config"] = {**out["config"], **data_id, "stage": name}
         write_reconstruction(paths[name], out, overwrite=True)
-        _reconstruction_figure(result.object, result.loss, name, paths[name + "_png"])
+        _reconstruction_figure(result.object, result.loss, name, paths[name + "_png"], result.probe,
+                               dataset.pixel_size_m)
         if os.path.exists(ck):
             os.remove(ck)
     comm.barrier()
@@ -400,7 +401,8 @@ def _separation_stage(p1: dict, dataset, options: PipelineOptions, paths: dict, 
         kwargs = {"members": gather.members, "gather": gather}
     separate_files([f"{inp}:/images"], paths["separation"], sopts,
                    truth_sources=[f"{inp}:/truth"] if truth is not None else None, overwrite=True,
-                   progress=progress and comm.is_root, **kwargs)
+                   progress=comm.is_root and progress, pixel_size_m=dataset.pixel_size_m, image_part=options.part,
+                   **kwargs)
     comm.barrier()
 
 
@@ -486,7 +488,10 @@ def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> d
             metrics["truth_data_loss"] = data_loss(dataset, options.pass1, gt)
         except InputError:
             metrics["truth_data_loss"] = None
-    _summary_figure(stages, truth, p1["loss"], p2["loss"], np.asarray(sep["loss"]), part, paths["summary"])
+    from .plotting import summary_figure
+
+    summary_figure(stages, truth, p1["loss"], p2["loss"], np.asarray(sep["loss"]), part, paths["summary"],
+                   pixel_size_m=dataset.pixel_size_m)
     save_config_json(paths["metrics"], metrics, overwrite=True)
     return metrics
 
@@ -514,74 +519,12 @@ def _swap_warnings(corr: list) -> list:
 
 # ------------------------------------------------------------------------------------------------ figures
 
-def _limits(im: np.ndarray) -> tuple:
-    mu, sd = float(np.mean(im)), float(np.std(im))
-    lo, hi = max(mu - 4 * sd, float(im.min())), min(mu + 4 * sd, float(im.max()))
-    return (lo, hi) if hi > lo else (lo - 1e-12, lo + 1e-12)
+def _reconstruction_figure(obj: np.ndarray, loss: np.ndarray, name: str, path: str, probe=None,
+                           pixel_size_m: Optional[float] = None) -> None:
+    """``<name>.png``: :func:`ptycho_ddip.plotting.reconstruction_figure` (object, probe, loss)."""
+    from .plotting import reconstruction_figure
 
-
-def _image(ax, im: np.ndarray, title: str) -> None:
-    lo, hi = _limits(im)
-    ax.imshow(im, cmap="gray", vmin=lo, vmax=hi)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _reconstruction_figure(obj: np.ndarray, loss: np.ndarray, name: str, path: str) -> None:
-    from .plotting import plt, save_figure
-
-    n = obj.shape[0]
-    fig = plt.figure(figsize=(3.0 * (n + 1), 5.6))
-    phase = slice_part(obj, "phase")
-    for i in range(n):
-        _image(fig.add_subplot(2, n + 1, i + 1), phase[i], f"{name}: phase, slice {i + 1}")
-        _image(fig.add_subplot(2, n + 1, n + 1 + i + 1), np.abs(obj[i]), f"{name}: magnitude, slice {i + 1}")
-    ax = fig.add_subplot(1, n + 1, n + 1)
-    if len(loss):
-        ax.semilogy(np.arange(1, len(loss) + 1), loss)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("data loss per position")
-    ax.set_title(f"{name}: loss", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _summary_figure(stages: dict, truth: Optional[np.ndarray], loss1: np.ndarray, loss2: np.ndarray,
-                    sep_loss: np.ndarray, part: str, path: str) -> None:
-    from .plotting import plt, save_figure
-
-    rows = [("after pass 1", stages["pass1"]), ("after DDIP", stages["separation"]),
-            ("after pass 2", stages["pass2"])]
-    if truth is not None:
-        rows.append(("truth", truth))
-    n = stages["pass1"].shape[0]
-    ncols = max(n, 2)
-    nrows = len(rows) + 1
-    fig = plt.figure(figsize=(3.0 * ncols, 2.8 * nrows))
-    for r, (label, stack) in enumerate(rows):
-        for i in range(n):
-            _image(fig.add_subplot(nrows, ncols, r * ncols + i + 1), stack[i], f"{label}: {part} {i + 1}")
-    ax = fig.add_subplot(nrows, 2, 2 * nrows - 1)
-    e1 = np.arange(1, len(loss1) + 1)
-    if len(loss1):
-        ax.semilogy(e1, loss1, label="pass 1")
-    if len(loss2):
-        ax.semilogy(len(loss1) + np.arange(1, len(loss2) + 1), loss2, label="pass 2")
-    ax.set_xlabel("epoch (pass 2 after pass 1)")
-    ax.set_title("reconstruction data loss", fontsize=9)
-    ax.legend(fontsize=8)
-    ax = fig.add_subplot(nrows, 2, 2 * nrows)
-    if sep_loss.size:
-        for c, label in ((1, "total"), (2, "mismatch"), (3, "exclusion")):
-            v = sep_loss[:, c]
-            if np.any(v > 0):
-                ax.semilogy(sep_loss[:, 0], np.where(v > 0, v, np.nan), label=label)
-    ax.set_xlabel("epoch")
-    ax.set_title("DDIP loss", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
+    reconstruction_figure(obj, loss, name, path, probe=probe, pixel_size_m=pixel_size_m)
 
 
 def format_metrics(metrics: Mapping) -> str:
@@ -700,7 +643,8 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
         timings["pass1"] = time.perf_counter() - t0
     p1 = read_reconstruction(paths["pass1"])
     if comm.is_root and "pass1" not in ran and not os.path.exists(paths["pass1_png"]):
-        _reconstruction_figure(p1["object"], p1["loss"], "pass1", paths["pass1_png"])
+        _reconstruction_figure(p1["object"], p1["loss"], "pass1", paths["pass1_png"], p1["probe"],
+                               dataset.pixel_size_m)
 
     t0 = time.perf_counter()
     if not skip("separation"):
@@ -723,7 +667,8 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
         timings["pass2"] = time.perf_counter() - t0
     elif comm.is_root and not os.path.exists(paths["pass2_png"]):
         p2 = read_reconstruction(paths["pass2"])
-        _reconstruction_figure(p2["object"], p2["loss"], "pass2", paths["pass2_png"])
+        _reconstruction_figure(p2["object"], p2["loss"], "pass2", paths["pass2_png"], p2["probe"],
+                               dataset.pixel_size_m)
 
     t0 = time.perf_counter()
     metrics = None

@@ -36,11 +36,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..atomic import atomic_write
 from ..io import DiffractionDataset, InputError
+from ..progress import progress_bar
 from . import _options as opt
 from .forward import MultisliceForward, PositionError
 from .physics import wavelength_m
@@ -635,12 +635,11 @@ class Reconstructor:
         opts = self.options
         if self.resuming and self.epoch == 0:
             self.load_checkpoint(opts.checkpoint_path)
-        bar = tqdm(desc="reconstruct", unit="epoch", initial=self.epoch, total=opts.epochs,
-                   disable=not progress or self.rank != 0, leave=False)
+        bar = progress_bar(opts.epochs, "reconstruct", progress if self.rank == 0 else False, initial=self.epoch)
         while self.epoch < opts.epochs:
             loss = self.run_epoch()
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4g}")
             if callback is not None:
                 callback(self.epoch, loss)
             if opts.checkpoint_every and self.epoch % opts.checkpoint_every == 0:
@@ -679,7 +678,8 @@ def reconstruct(dataset: DiffractionDataset, options: ReconstructionOptions | Ma
     ----------
     dataset : :class:`ptycho_ddip.io.DiffractionDataset`.
     options : :class:`ReconstructionOptions` or a dict of its fields.
-    progress : show a tqdm bar with the loss (rank 0 only).
+    progress : progress display with the loss on rank 0: True (a bar on a terminal, plain lines in logs), "lines",
+        "bar" or False (see :mod:`ptycho_ddip.progress`).
     initial_object : complex (n_slices, H, W) start, overriding ``options.init``.
     rank, size, grad_allreduce : data-parallel hooks (see the module docstring); the default is serial.
     callback : called as ``callback(epoch, loss)`` after every epoch.
@@ -727,7 +727,7 @@ def reconstruct_file(data_path: str | os.PathLike, out_path: str | os.PathLike,
         notify(notice)
     rec = comm.agree(Reconstructor, dataset, options, rank=comm.rank, size=comm.size,
                      grad_allreduce=comm.allreduce_sum_ if comm.size > 1 else None)
-    result = rec.run(progress=progress and comm.is_root, callback=callback)
+    result = rec.run(progress=comm.is_root and progress, callback=callback)
     if comm.is_root:
         write_reconstruction(out_path, result.to_dict(), overwrite=overwrite)
     comm.barrier()

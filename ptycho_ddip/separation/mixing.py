@@ -206,7 +206,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
         about 1.5 px for noisy inputs (noise above ~3 % of the slices' range; docs/separation_stability.md
         section 14).
     device : where to compute (default CPU); float64 throughout.
-    progress : show a tqdm bar.
+    progress : progress display (see :mod:`ptycho_ddip.progress`).
 
     Returns
     -------
@@ -220,7 +220,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     >>> mix.weights.shape
     (2, 2, 7)
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_iter
 
     x = torch.as_tensor(np.asarray(images, dtype=np.float64), device=device)
     if x.ndim != 3 or x.shape[0] < 2:
@@ -248,7 +248,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     second = [j for i in range(n) for j in range(i + 1, n)]
     optim = torch.optim.Adam([weights], lr=lr)
     history = np.empty(iters)
-    for it in tqdm(range(iters), desc="mixing", disable=not progress, leave=False):
+    for it in progress_iter(range(iters), desc="mixing estimate", enabled=progress, unit="iteration"):
         m = transfer_matrix(weights, basis, kinds)
         y = _image(_apply(_inverse(m), spec), (h, w))
         if gain is None:

@@ -17,10 +17,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from torch.profiler import record_function
-from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..atomic import atomic_write
+from ..progress import progress_bar
 from ..runtime import configure_threads, resolve_device
 from .batched import build_model
 from .fixed import FixedMixingDIP
@@ -388,7 +388,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         kept = [list(m) for m in ck.get("kept", kept)]
         if track and ck.get("best") is not None:  # a checkpoint without it: the tracking restarts here
             best = {key: v.to(device) for key, v in ck["best"].items()}
-    bar = tqdm(total=opts.epochs, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(opts.epochs, desc, progress, initial=start, dynamic_ncols=True)
     inputs = target_np if opts.match_inputs else None
     for epoch in range(start, opts.epochs):
         out, history[epoch] = fit.step(epoch)
@@ -535,7 +535,8 @@ def separate(images: np.ndarray | Sequence[np.ndarray], options: SeparationOptio
     truth : optional (N, H, W) true slices: the ghost-to-signal ratio and correlation of every slice are recorded
         every ``monitor_every`` epochs (``SeparationResult.monitor``).
     ghosts : optional (N, H, W) ghost images for the monitor (default: the other true slices as regressors).
-    progress : show a tqdm bar.
+    progress : progress display: True (a bar on a terminal, plain lines in logs), "lines", "bar" or False
+        (see :mod:`ptycho_ddip.progress`).
     callback : called as ``callback(epoch, [total, mismatch, exclusion, weight], alpha)`` every ``log_every`` epochs.
     members : ensemble member indices to fit here (default all; MPI runs give each rank its share).
 
@@ -649,20 +650,26 @@ def output_keys(options: SeparationOptions) -> tuple:
 
 
 def write_result_files(paths: dict, result: SeparationResult, truth: np.ndarray | None = None,
-                       overwrite: bool = False) -> None:
-    """Write ``result`` to the files of :func:`output_paths` (HDF5, TIFFs, figures), each atomically."""
+                       overwrite: bool = False, *, image_part: str | None = None,
+                       pixel_size_m: float | None = None) -> None:
+    """Write ``result`` to the files of :func:`output_paths` (HDF5, TIFFs, figures), each atomically. The figures
+    label the images as ``image_part`` of a complex object (default: ``result.config["part"]``; "phase" -> rad,
+    none -> input units) and draw scale bars when ``pixel_size_m`` (metres) is given."""
     from .. import io
     from ..plotting import separation_figure, snapshot_figure
 
+    part = image_part or result.config.get("part")
     io.write_separation_result(paths["h5"], result.to_dict(), overwrite=overwrite)
     io.write_tiff(paths["tiff"], result.separated.astype(np.float32), overwrite=overwrite)
     if result.std is not None:
         io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
     separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
                       monitor=result.monitor, monitor_columns=result.monitor_columns,
-                      mixing=result.config.get("mixing_estimate"), path=paths["png"])
+                      mixing=result.config.get("mixing_estimate"), path=paths["png"], part=part,
+                      pixel_size_m=pixel_size_m)
     if result.snapshots is not None:
-        snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"])
+        snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"], part=part,
+                        pixel_size_m=pixel_size_m)
 
 
 def read_inputs(sources: Sequence[str], part: Optional[str] = None,
@@ -684,8 +691,10 @@ def read_inputs(sources: Sequence[str], part: Optional[str] = None,
 def separate_files(sources: Sequence[str], out_path: str, options: SeparationOptions | None = None, *,
                    part: str | None = None, truth_sources: Sequence[str] | None = None, overwrite: bool = False,
                    progress: bool = True, members: Sequence[int] | None = None,
-                   gather: Callable | None = None) -> SeparationResult | None:
+                   gather: Callable | None = None, image_part: str | None = None,
+                   pixel_size_m: float | None = None) -> SeparationResult | None:
     """Read slices from files, separate them, and write ``OUT.h5`` + TIFF + PNG (see :func:`output_paths`).
+    ``image_part``, ``pixel_size_m``: labels and scale bars of the figures (:func:`write_result_files`).
 
     Every output path is checked before fitting (an existing file is an error unless ``overwrite``); all writes are
     atomic. ``gather`` (MPI) combines the member outputs of all ranks and returns them in member order on the
@@ -710,7 +719,7 @@ def separate_files(sources: Sequence[str], out_path: str, options: SeparationOpt
     result = assemble_result(x, outs, options)
     result.config["sources"] = list(sources)
     result.config["part"] = part
-    write_result_files(paths, result, truth, overwrite)
+    write_result_files(paths, result, truth, overwrite, image_part=image_part, pixel_size_m=pixel_size_m)
     if options.checkpoint_path:  # the result is safely written: the checkpoints are no longer needed
         for k in range(options.ensemble):
             ck = member_checkpoint(options, k)

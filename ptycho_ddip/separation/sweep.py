@@ -148,56 +148,20 @@ def rows_markdown(rows: Sequence[dict]) -> str:
 
 
 def sweep_figure(inputs: np.ndarray, runs: Sequence, truth: Optional[np.ndarray] = None, exponent: float = 0.5,
-                 path: Optional[str] = None):
-    """The paper's Figs 3/4 layout: one row per slice with the input, every setting's output (final alphas in the
-    title; display range mu +/- 4 sigma) and the truth; below, the normalised power spectra as (log10 P)^a."""
-    from ..plotting import _show, plt, save_figure, show_spectrum
+                 path: Optional[str] = None, **kwargs):
+    """The paper's Figs 3/4 layout (inputs, every setting's output, truth, power spectra):
+    :func:`ptycho_ddip.plotting.sweep_figure` (``kwargs``: ``part``, ``label``, ``pixel_size_m``)."""
+    from ..plotting import sweep_figure as figure
 
-    n = inputs.shape[0]
-    cols = [("input", inputs, None)] + [(s.label, r.separated, r.alpha) for s, r in runs]
-    if truth is not None:
-        cols.append(("truth", truth, None))
-    fig, axes = plt.subplots(2 * n, len(cols), figsize=(2.1 * len(cols), 2.2 * 2 * n), squeeze=False)
-    for c, (label, ims, alpha) in enumerate(cols):
-        for i in range(n):
-            title = f"{label}\nslice {i + 1}"
-            if alpha is not None:
-                al = np.asarray(alpha)
-                al = al.mean(0) if al.ndim == 2 else al
-                title += "  a=" + "/".join(f"{a:.2f}" for a in al)
-            _show(axes[i, c], ims[i], title)
-            show_spectrum(axes[n + i, c], ims[i], f"spectrum, slice {i + 1}", exponent, fontsize=8)
-    fig.tight_layout()
-    if path:
-        save_figure(fig, path)
-    return fig
+    return figure(inputs, runs, truth, exponent, path, **kwargs)
 
 
-def uncertainty_figure(runs: Sequence, path: Optional[str] = None):
-    """The paper's Fig. 6: ensemble std maps per gamma (one row per slice) and the mean std against gamma."""
-    from ..plotting import _show, plt, save_figure
+def uncertainty_figure(runs: Sequence, path: Optional[str] = None, **kwargs):
+    """The paper's Fig. 6 (ensemble std maps per setting, mean std against gamma):
+    :func:`ptycho_ddip.plotting.uncertainty_figure` (``kwargs``: ``part``, ``label``, ``pixel_size_m``)."""
+    from ..plotting import uncertainty_figure as figure
 
-    runs = [(s, r) for s, r in runs if r.std is not None]
-    if not runs:
-        raise ValueError("uncertainty_figure needs ensemble runs (ensemble >= 2)")
-    n = runs[0][1].std.shape[0]
-    fig, axes = plt.subplots(n, len(runs) + 1, figsize=(2.2 * (len(runs) + 1), 2.3 * n), squeeze=False)
-    for c, (s, r) in enumerate(runs):
-        for i in range(n):
-            _show(axes[i, c], r.std[i], f"std {s.label}\nslice {i + 1}")
-    for i in range(n):
-        ax = axes[i, -1]
-        for f in sorted({s.filters for s, _ in runs}):
-            pts = [(s.gamma, float(np.mean(r.std[i]))) for s, r in runs if s.filters == f]
-            ax.plot(*zip(*pts), "o-", label=f)
-        ax.set_xscale("log")
-        ax.set_xlabel("gamma_excl")
-        ax.set_ylabel(f"mean std, slice {i + 1}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path:
-        save_figure(fig, path)
-    return fig
+    return figure(runs, path, **kwargs)
 
 
 def sweep_paths(out_path: str, settings: Sequence[Setting]) -> dict:
@@ -220,12 +184,13 @@ def write_sweep(out_path: str, inputs: np.ndarray, runs: Sequence, config: dict,
 
     settings = [s for s, _ in runs]
     paths = sweep_paths(out_path, settings)
+    part = config.get("part")
     for s, r in runs:
-        write_result_files(output_paths(paths[s]), r, truth, overwrite)
+        write_result_files(output_paths(paths[s]), r, truth, overwrite, image_part=part)
     rows = sweep_rows(runs, truth, ghosts)
-    sweep_figure(inputs, runs, truth=truth, path=paths["png"])
+    sweep_figure(inputs, runs, truth=truth, path=paths["png"], part=part)
     if any(r.std is not None for _, r in runs):
-        uncertainty_figure(runs, path=paths["uncertainty_png"])
+        uncertainty_figure(runs, path=paths["uncertainty_png"], part=part)
     with io.atomic_write(paths["json"], overwrite=overwrite) as tmp, open(tmp, "w") as fh:
         json.dump({"config": config, "rows": rows}, fh, indent=1)
     table = rows_markdown(rows)
