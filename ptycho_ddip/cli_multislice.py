@@ -17,6 +17,9 @@ from typing import Callable, Optional
 
 from .cli import add_run_flags, command
 
+#: ptycho_ddip.phantoms.PHANTOMS (spelled out: importing the phantoms would load scipy at every CLI start)
+PHANTOMS = ("au-nio", "zp-nio", "litho-cell", "cell-litho", "litho-cell-nio")
+
 
 def _config_section(path: Optional[str], section: str) -> dict:
     """The ``section`` table of a config file (or its top level when it has no such table)."""
@@ -58,10 +61,11 @@ def _options(cls, base: dict, flags: dict, config_path: Optional[str]):
 
 # ----------------------------------------------------------------------------------------------------- simulate
 
-@command("simulate", "simulate a two-slice ptychography dataset (Poisson counts, ground truth, XRF maps) as HDF5")
+@command("simulate", "simulate a multislice ptychography dataset (Poisson counts, ground truth, XRF maps) as HDF5")
 def _add_simulate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("-o", "--output", required=True, help="output HDF5 dataset (Adorym layout + ground_truth/)")
-    p.add_argument("--phantom", choices=("au-nio", "zp-nio"), help="two-slice phantom (default au-nio)")
+    p.add_argument("--phantom", choices=PHANTOMS,
+                   help="phantom (default au-nio; litho-cell-nio has three slices)")
     p.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), help="object size in pixels (default 128 128)")
     p.add_argument("--energy-ev", type=float, help="photon energy, eV (default 12000)")
     p.add_argument("--pixel-size-m", type=float, help="object pixel size, m (default 1e-8)")

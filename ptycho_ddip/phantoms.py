@@ -7,6 +7,14 @@ Two phantoms mimic the paper's samples:
 * ``"zp-nio"``: slice 1 holds a patch of a zone-plate-like slanted line grating whose period varies across the patch
   (gold); slice 2 holds NiO particles.
 
+Phantoms for the crosstalk benchmark (``benchmarks/crosstalk_matrix.py``), with stronger contrast between slices:
+
+* ``"litho-cell"``: slice 1 is a strong lithographic pattern (line gratings of several periods and orientations,
+  pads and elbows; 700 nm of gold, 0.78 rad at 12 keV) over a weak cellular slice 2 (a tessellation of cells with
+  membranes, nuclei and granules; at most 270 nm of NiO, 0.15 rad at 12 keV).
+* ``"cell-litho"``: the same two slices in the other order (the strong scatterer downstream).
+* ``"litho-cell-nio"``: three slices: the lithographic pattern, the cells, and the NiO spheres of ``"au-nio"``.
+
 Each phantom is returned as the projected *thickness* (metres) of its material in each slice, so the multislice
 simulator can turn it into complex transmissions at any photon energy, and the DDIP engine can use the normalised
 maps directly as ground truth.
@@ -26,12 +34,14 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-PHANTOMS = ("au-nio", "zp-nio")
+PHANTOMS = ("au-nio", "zp-nio", "litho-cell", "cell-litho", "litho-cell-nio")
+#: phantoms made by :func:`_benchmark_phantom` (the others by :func:`make_phantom` itself)
+_BENCHMARK_PHANTOMS = ("litho-cell", "cell-litho", "litho-cell-nio")
 
 
 @dataclass(frozen=True)
 class Phantom:
-    """A two-slice ground-truth object.
+    """A multislice (two- or three-slice) ground-truth object.
 
     Attributes
     ----------
@@ -147,6 +157,8 @@ def make_phantom(
         raise ValueError(f"phantom shape must be (H, W) with H, W >= 32, got {shape}")
     if name not in PHANTOMS:
         raise ValueError(f"unknown phantom {name!r}; choose one of {PHANTOMS}")
+    if name in _BENCHMARK_PHANTOMS:
+        return _benchmark_phantom(name, shape, seed, float(pixel_size_m))
     rng = np.random.default_rng(seed)
     area = shape[0] * shape[1]
     scale = min(shape) / 128.0
@@ -162,6 +174,109 @@ def make_phantom(
     t2 = 1e-6 * s2
     return Phantom(name=name, thickness_m=np.stack([t1, t2]), materials=("Au", "NiO"),
                    pixel_size_m=float(pixel_size_m), elements=("Au", "Ni"))
+
+
+# ----------------------------------------------------------------------------------------- benchmark phantoms
+
+def _supersampled(shape, factor, draw) -> np.ndarray:
+    """Anti-aliased binary pattern: ``draw(yy, xx)`` (a bool mask on pixel coordinates) evaluated on a grid
+    ``factor`` times finer and block-averaged."""
+    h, w = shape
+    off = (np.arange(factor) + 0.5) / factor - 0.5
+    yy = (np.arange(h)[:, None] + off[None, :]).ravel()
+    xx = (np.arange(w)[:, None] + off[None, :]).ravel()
+    fine = draw(yy[:, None], xx[None, :]).astype(np.float64)
+    return fine.reshape(h, factor, w, factor).mean(axis=(1, 3))
+
+
+def litho_pattern(shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """A lithographic test pattern in [0, 1]: a 3 x 3 layout of line gratings (periods 5-12 px, orientations 0, 45,
+    90 and 135 degrees, duty 0.5), solid pads and L-shaped elbows, sharp (anti-aliased) edges.
+
+    >>> p = litho_pattern((64, 64), seed=1)
+    >>> p.shape, float(p.min()) >= 0.0, float(p.max()) <= 1.0
+    ((64, 64), True, True)
+    """
+    h, w = (int(v) for v in shape)
+    rng = np.random.default_rng([seed, 11])
+    cells = []
+    kinds = ["grating"] * 5 + ["pad", "elbow", "grating", "elbow"]
+    rng.shuffle(kinds)
+    for k, kind in enumerate(kinds):
+        r, c = divmod(k, 3)
+        y0, y1 = h * (r + 0.1) / 3, h * (r + 0.9) / 3
+        x0, x1 = w * (c + 0.1) / 3, w * (c + 0.9) / 3
+        period = rng.uniform(5.0, 12.0)
+        angle = np.deg2rad(rng.choice([0.0, 45.0, 90.0, 135.0]))
+        phase = rng.uniform(0, period)
+        cells.append((kind, y0, y1, x0, x1, period, angle, phase))
+
+    def draw(yy, xx):
+        out = np.zeros((yy.shape[0], xx.shape[1]), dtype=bool)
+        for kind, y0, y1, x0, x1, period, angle, phase in cells:
+            box = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
+            if kind == "grating":
+                u = yy * np.sin(angle) + xx * np.cos(angle) + phase
+                out |= box & (np.mod(u, period) < period / 2)
+            elif kind == "pad":
+                my, mx = (y1 - y0) * 0.2, (x1 - x0) * 0.2
+                out |= (yy >= y0 + my) & (yy < y1 - my) & (xx >= x0 + mx) & (xx < x1 - mx)
+            else:  # elbow: two orthogonal lines of width period / 2
+                lw = period / 2
+                out |= box & (((yy >= y1 - 2 * lw) & (yy < y1 - lw)) | ((xx >= x0 + lw) & (xx < x0 + 2 * lw)))
+        return out
+
+    return _supersampled((h, w), 4, draw)
+
+
+def cell_pattern(shape: Sequence[int], seed: int = 0, cell_size_px: float = 22.0) -> np.ndarray:
+    """A cellular pattern in [0, 1]: a Voronoi tessellation (cells about ``cell_size_px`` across) with cytoplasm
+    (0.35), membranes (1.0, about 2 px wide), a smooth nucleus in most cells (up to 0.75) and small granules, blurred
+    by 0.7 px.
+
+    >>> p = cell_pattern((64, 64), seed=1)
+    >>> p.shape, round(float(p.max()), 6)
+    ((64, 64), 1.0)
+    """
+    h, w = (int(v) for v in shape)
+    rng = np.random.default_rng([seed, 12])
+    n = max(4, int(round(h * w / cell_size_px**2)))
+    seeds = rng.uniform([-0.05 * h, -0.05 * w], [1.05 * h, 1.05 * w], size=(n, 2))
+    yy, xx = _grid((h, w))
+    d = np.sqrt((yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2)
+    nearest = np.argsort(d, axis=-1)[..., :2]
+    label = nearest[..., 0]
+    d1 = np.take_along_axis(d, nearest[..., :1], -1)[..., 0]
+    d2 = np.take_along_axis(d, nearest[..., 1:], -1)[..., 0]
+    sep = np.linalg.norm(seeds[nearest[..., 0]] - seeds[nearest[..., 1]], axis=-1)
+    bisector = (d2**2 - d1**2) / (2.0 * np.maximum(sep, 1e-9))  # distance to the cell boundary, px
+    wall = np.clip(1.5 - bisector, 0.0, 1.0)  # a membrane about 2 px wide
+    out = 0.35 * np.ones((h, w))
+    for k in range(n):
+        if rng.random() < 0.8:
+            cy, cx = seeds[k] + rng.normal(0, 1.5, 2)
+            ry, rx = rng.uniform(0.15, 0.25, 2) * cell_size_px
+            rho2 = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+            nucleus = 0.4 * np.sqrt(np.clip(1.0 - rho2, 0.0, None)) * (label == k)
+            out = out + nucleus
+    for _ in range(int(n * 3)):
+        gy, gx = rng.uniform(0, h), rng.uniform(0, w)
+        out = out + 0.25 * np.exp(-((yy - gy) ** 2 + (xx - gx) ** 2) / (2 * 0.8**2))
+    out = np.maximum(out, wall)
+    out = ndimage.gaussian_filter(out, 0.7)
+    return out / out.max()
+
+
+def _benchmark_phantom(name: str, shape: tuple, seed: int, pixel_size_m: float) -> Phantom:
+    """The crosstalk-benchmark phantoms (see the module docstring)."""
+    litho = 700e-9 * litho_pattern(shape, seed)
+    cells = 270e-9 * cell_pattern(shape, seed, cell_size_px=22.0 * min(shape) / 128.0)
+    if name == "litho-cell":
+        return Phantom(name, np.stack([litho, cells]), ("Au", "NiO"), pixel_size_m, ("Au", "Ni"))
+    if name == "cell-litho":
+        return Phantom(name, np.stack([cells, litho]), ("NiO", "Au"), pixel_size_m, ("Ni", "Au"))
+    spheres = make_phantom("au-nio", shape, seed, pixel_size_m).thickness_m[1]
+    return Phantom(name, np.stack([litho, cells, spheres]), ("Au", "NiO", "NiO"), pixel_size_m, ("Au", "Ni", "Ni"))
 
 
 # ----------------------------------------------------------------------------------------------- ghost filters

@@ -1,4 +1,4 @@
-"""Simulated multislice ptychography datasets (with XRF maps) from the two-slice phantoms.
+"""Simulated multislice ptychography datasets (with XRF maps) from the phantoms (two or three slices, equally spaced).
 
 The data are Poisson counts of exactly the documented forward model (:mod:`.forward`, DESIGN.md section 2) applied to
 the ground-truth object, evaluated in complex128:
@@ -14,7 +14,8 @@ slice-1 material Au, Ni for the slice-2 material NiO), are in ug/cm^2 on the obj
 
 where P_s is the true probe propagated (in vacuum) to the element's slice, (*) is a zero-padded convolution (the XRF
 signal of a scan position is excited by the whole beam, so the map has the probe's resolution) and c sets the count
-level so that the brightest pixel of each map collects ``xrf_counts`` counts.
+level so that the brightest pixel of each map collects ``xrf_counts`` counts. An element present in several slices
+(NiO on two slices of ``"litho-cell-nio"``) gets one map, the sum over those slices.
 
 Everything is seeded by ``seed`` (phantom, scan jitter, diffraction noise and XRF noise draw from independent
 streams), and nothing touches global random state.
@@ -47,11 +48,12 @@ class SimulationOptions:
 
     Attributes
     ----------
-    phantom : ``"au-nio"`` or ``"zp-nio"`` (:func:`ptycho_ddip.phantoms.make_phantom`).
+    phantom : one of :data:`ptycho_ddip.phantoms.PHANTOMS` (:func:`ptycho_ddip.phantoms.make_phantom`): ``"au-nio"``,
+        ``"zp-nio"``, ``"litho-cell"``, ``"cell-litho"`` (two slices) or ``"litho-cell-nio"`` (three slices).
     shape : (H, W) object size in pixels.
     pixel_size_m : object pixel size (m); the detector is assumed to match it (pixel = lambda z / (N p_det)).
     energy_ev : photon energy (eV), 5-30 keV.
-    spacing_m : slice spacing in metres; or
+    spacing_m : slice spacing in metres (between consecutive slices); or
     spacing_dof : slice spacing in units of the depth of field 5.4 dr^2 / lambda (default 3.5 when neither given).
     dof_resolution_m : the dr of the DOF (default: ``pixel_size_m``).
     propagation : ``"exact"`` or ``"paraxial"``.
@@ -225,19 +227,20 @@ def simulate_xrf(phantom, probe: torch.Tensor, slice_pos_m: np.ndarray, options:
         p = probe if dz == 0 else Propagator(options.probe_shape, dz, options.wavelength_m, options.pixel_size_m,
                                              options.propagation).forward(probe)
         kernel = (p.abs() ** 2).numpy()
-        blurred = _blur(amount, kernel / kernel.sum())
+        measured[element] = measured.get(element, 0.0) + _blur(amount, kernel / kernel.sum())
+        true[element] = true.get(element, 0.0) + amount
+    for element in sorted(measured):
+        blurred = measured[element]
         peak = float(blurred.max())
         if options.xrf_counts > 0 and peak > 0:
             scale = options.xrf_counts / peak
-            blurred = rng.poisson(blurred * scale) / scale
-        measured[element] = blurred
-        true[element] = amount
+            measured[element] = rng.poisson(blurred * scale) / scale
     return measured, true
 
 
 def simulate(options: SimulationOptions | Mapping[str, Any] | None = None, *, probe_array=None,
              **overrides: Any):
-    """Simulate a two-slice ptychography dataset with XRF maps.
+    """Simulate a multislice ptychography dataset with XRF maps (slices at 0, spacing, 2 spacing, ...).
 
     Parameters
     ----------
@@ -248,7 +251,7 @@ def simulate(options: SimulationOptions | Mapping[str, Any] | None = None, *, pr
     Returns
     -------
     ptycho_ddip.io.DiffractionDataset with intensities (Poisson counts, float32), energy, pixel size, positions,
-    slice positions [0, spacing], the true probe, the object shape, the ground-truth object and XRF maps.
+    slice positions [0, spacing, ...], the true probe, the object shape, the ground-truth object and XRF maps.
 
     Examples
     --------
@@ -263,7 +266,7 @@ def simulate(options: SimulationOptions | Mapping[str, Any] | None = None, *, pr
     options = SimulationOptions.from_dict(options, **overrides)
     phantom, obj = ground_truth_object(options)
     probe = make_probe(options, probe_array)
-    slice_pos = np.array([0.0, options.slice_spacing_m])
+    slice_pos = options.slice_spacing_m * np.arange(obj.shape[0], dtype=np.float64)
     positions = scan_positions(options)
     fwd = MultisliceForward(options.probe_shape, slice_pos, options.wavelength_m, options.pixel_size_m,
                             kind=options.propagation)
