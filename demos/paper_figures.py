@@ -70,7 +70,7 @@ def sharpest_edge(truth: np.ndarray, half_length: float = 6.0) -> tuple:
 
 
 def edge_width(image: np.ndarray, line: tuple) -> float:
-    from ptycho_ddip.separation.metrics import erf_resolution
+    from ptycho_ddip.separation.resolution import erf_resolution
 
     try:
         return float(erf_resolution(image, line[0], line[1]).fwhm_px)
@@ -81,7 +81,7 @@ def edge_width(image: np.ndarray, line: tuple) -> float:
 def erf_figures(ph: str, b, lines: list, figdir: str) -> list:
     """Fig. 5-style erf fits across the sharpest true edge of each slice, in the input and in the truth."""
     from ptycho_ddip.plotting import erf_fit_figure
-    from ptycho_ddip.separation.metrics import erf_resolution
+    from ptycho_ddip.separation.resolution import erf_resolution
 
     names = []
     for i in range(2):
@@ -126,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from ptycho_ddip.phantoms import blend, make_phantom
-    from ptycho_ddip.separation.metrics import streak_angle, streak_energy
+    from ptycho_ddip.separation.resolution import streak_angle, streak_energy
     from ptycho_ddip.separation.sweep import (AUTO_GAMMAS, Setting, rows_markdown, sweep_figure,
                                               sweep_rows, uncertainty_figure)
 

@@ -410,7 +410,7 @@ def erf_fit_figure(fit, image: Optional[np.ndarray] = None, start: Optional[Sequ
 
     Parameters
     ----------
-    fit : an ``ErfFit`` from :func:`ptycho_ddip.separation.metrics.erf_resolution`.
+    fit : an ``ErfFit`` from :func:`ptycho_ddip.separation.resolution.erf_resolution`.
     image : (H, W) image the profile was taken from (optional).
     start, end : (y, x) end points of the line in pixels, drawn on the image when both are given.
     path : PNG file to save the figure to (optional).
@@ -420,7 +420,7 @@ def erf_fit_figure(fit, image: Optional[np.ndarray] = None, start: Optional[Sequ
     Examples
     --------
     >>> from scipy import ndimage
-    >>> from ptycho_ddip.separation.metrics import erf_resolution
+    >>> from ptycho_ddip.separation.resolution import erf_resolution
     >>> im = ndimage.gaussian_filter(np.kron([[0.0, 1.0]], np.ones((32, 16))), 2.0)
     >>> fig = erf_fit_figure(erf_resolution(im, (16, 4), (16, 28)), im, (16, 4), (16, 28))
     >>> len(fig.axes)  # the image (its colour bar is an inset of it) and the profile

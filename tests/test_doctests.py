@@ -5,7 +5,8 @@ import importlib
 import pytest
 import torch
 
-MODULES = ["ptycho_ddip.phantoms", "ptycho_ddip.separation.metrics", "ptycho_ddip.separation.networks",
+MODULES = ["ptycho_ddip.phantoms", "ptycho_ddip.separation.metrics", "ptycho_ddip.separation.resolution",
+           "ptycho_ddip.separation.networks",
            "ptycho_ddip.separation.separate"]
 
 

@@ -8,8 +8,8 @@ from scipy import ndimage
 
 from ptycho_ddip.phantoms import blend, make_phantom
 from ptycho_ddip.plotting import erf_fit_figure
-from ptycho_ddip.separation.metrics import (crosstalk_estimate, erf_resolution, radial_power, separation_metrics,
-                                           streak_angle, streak_energy)
+from ptycho_ddip.separation.metrics import crosstalk_estimate, separation_metrics
+from ptycho_ddip.separation.resolution import erf_resolution, radial_power, streak_angle, streak_energy
 
 SIGMA = 2.3
 FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0)) * SIGMA  # 5.416 px

@@ -194,7 +194,7 @@ def test_summary_figure(px):
 def test_power_spectrum_and_erf_figures():
     from scipy import ndimage
 
-    from ptycho_ddip.separation.metrics import erf_resolution
+    from ptycho_ddip.separation.resolution import erf_resolution
 
     x = _stack()
     fig = P.power_spectrum_figure(list(x), ["spectrum of slice 1", "spectrum of slice 2"], pixel_size_m=PX)
