@@ -146,11 +146,11 @@ def _xrf_elements(text: str) -> dict:
 def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("data", metavar="DATA.h5", help="diffraction dataset (Adorym layout, e.g. from `simulate`)")
     p.add_argument("-o", "--output", required=True, help="result HDF5 (phase/magnitude TIFFs are written beside it)")
-    p.add_argument("--epochs", type=int, help="passes over all positions (default 50)")
-    p.add_argument("--batch-size", type=int, help="global minibatch size, summed over MPI ranks (default 32)")
+    p.add_argument("--epochs", type=int, help="passes over all positions (default 300)")
+    p.add_argument("--batch-size", type=int, help="global minibatch size, summed over MPI ranks (default 16)")
     p.add_argument("--lr-object", type=float, help="Adam step of the object, rad / nepers (default 0.02)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
-                   help="learning-rate schedule (cosine: decay to 1%% over the run, converged final object)")
+                   help="learning-rate schedule (default cosine: decay to 1%% over the run, converged final object)")
     p.add_argument("--lr-probe", type=float, help="Adam step of the probe, relative (default 0.01)")
     p.add_argument("--optimize-probe", action="store_true", help="refine the probe too")
     p.add_argument("--probe-delay", type=int, help="epochs before the probe starts to move")

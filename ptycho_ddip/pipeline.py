@@ -92,7 +92,7 @@ class PipelineOptions:
     --------
     >>> o = PipelineOptions.from_dict({"pass1": {"epochs": 3}, "separation": {"epochs": 20}, "part": "phase"})
     >>> o.pass1.epochs, o.separation.epochs, o.pass2.epochs
-    (3, 20, 50)
+    (3, 20, 300)
     >>> PipelineOptions.from_json(o.to_json()) == o
     True
     """

@@ -110,9 +110,15 @@ def test_checkpoint_resume_equals_uninterrupted_run(small, tmp_path):
     base = dict(FAST, epochs=6, optimize_probe=True, probe_delay_epochs=2, seed=3)
     full = reconstruct(small, ReconstructionOptions(**base), progress=False)
     ckpt = str(tmp_path / "run.ckpt")
-    first = reconstruct(small, ReconstructionOptions(**dict(base, epochs=3, checkpoint_every=1,
-                                                            checkpoint_path=ckpt)), progress=False)
-    assert len(first.loss) == 3
+
+    def interrupt(epoch, loss):  # the run is killed during epoch 4 (after the checkpoint of epoch 3)
+        if epoch == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct(small, ReconstructionOptions(**dict(base, checkpoint_every=1, checkpoint_path=ckpt)),
+                    progress=False, callback=interrupt)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 3
     resumed = reconstruct(small, ReconstructionOptions(**dict(base, checkpoint_every=2, checkpoint_path=ckpt,
                                                               resume=True)), progress=False)
     assert np.array_equal(resumed.object, full.object)
@@ -237,8 +243,9 @@ def test_cosine_schedule_sets_the_learning_rates(small):
     rec.run_epoch()  # the second epoch runs at factor(1)
     assert rec.object_optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * rec.lr_factor(1))
     assert rec.probe_optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * rec.lr_factor(1))
-    const = Reconstructor(small, ReconstructionOptions(**FAST))
+    const = Reconstructor(small, ReconstructionOptions(**FAST, lr_schedule="constant"))
     assert const.lr_factor(3) == 1.0
+    assert ReconstructionOptions().lr_schedule == "cosine"  # the default since the crosstalk benchmark (issue 18)
 
 
 def test_chunked_minibatch_equals_one_call(small):
