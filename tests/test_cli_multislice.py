@@ -12,11 +12,13 @@ import torch
 from ptycho_ddip.cli import main
 from ptycho_ddip.io import read_dataset, read_reconstruction
 
+from conftest import TEST_DEVICE
+
 torch.set_num_threads(1)
 
 SIM = ["--shape", "64", "64", "--probe-shape", "32", "32", "--probe", "gaussian", "--probe-fwhm-m", "80e-9",
        "--step-px", "8", "--dose", "1e5"]
-FAST = ["--epochs", "2", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--no-progress"]
+FAST = ["--epochs", "2", "--batch-size", "8", "--device", TEST_DEVICE, "--threads", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_reconstruct_writes_result_tiffs_and_config(data, tmp_path, capsys):
     cfg = tmp_path / "rec.json"
     cfg.write_text(json.dumps({"reconstruction": {"epochs": 1, "lr_object": 0.01, "loss": "poisson"}}))
     out2 = str(tmp_path / "rec2.h5")
-    assert main(["reconstruct", data, "-o", out2, "--config", str(cfg), "--init", out, "--device", "cpu",
+    assert main(["reconstruct", data, "-o", out2, "--config", str(cfg), "--init", out, "--device", TEST_DEVICE,
                  "--epochs", "3", "--no-progress"]) == 0
     cfg2 = read_reconstruction(out2)["config"]
     assert cfg2["epochs"] == 3 and cfg2["lr_object"] == 0.01 and cfg2["loss"] == "poisson" and cfg2["init"] == out

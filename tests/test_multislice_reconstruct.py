@@ -15,10 +15,12 @@ from ptycho_ddip.multislice.reconstruct import (ReconstructionOptions, Reconstru
 from ptycho_ddip.multislice.simulate import simulate
 from ptycho_ddip.multislice.xrf import illuminated_mask
 
+from conftest import TEST_DEVICE
+
 torch.set_num_threads(1)
 
 SMALL = dict(shape=(64, 64), probe_shape=(32, 32), probe="gaussian", probe_fwhm_m=80e-9, step_px=6.0, dose=1e5)
-FAST = dict(epochs=4, batch_size=8, device="cpu")
+FAST = dict(epochs=4, batch_size=8, device=TEST_DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_two_slice_reconstruction_accuracy():
     > 1, the random start 1.0, a swapped pair > 2.
     """
     ds = simulate(shape=(128, 128), probe_shape=(64, 64), step_px=4, spacing_dof=3.5, seed=0)
-    opts = ReconstructionOptions(epochs=100, batch_size=16, lr_object=5e-3, seed=0, device="cpu")
+    opts = ReconstructionOptions(epochs=100, batch_size=16, lr_object=5e-3, seed=0, device=TEST_DEVICE)
     res = reconstruct(ds, opts, progress=False)
     truth = np.angle(ds.ground_truth_object)
     mask = illuminated_mask(ds.positions_px, ds.probe, ds.object_shape, 0.3)

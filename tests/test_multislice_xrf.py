@@ -7,6 +7,8 @@ from ptycho_ddip.multislice.reconstruct import ReconstructionOptions, reconstruc
 from ptycho_ddip.multislice.simulate import simulate
 from ptycho_ddip.multislice.xrf import fit_maps, illuminated_mask, resample_map, xrf_seed
 
+from conftest import TEST_DEVICE
+
 torch.set_num_threads(1)
 
 
@@ -56,7 +58,7 @@ def test_xrf_seeding_separates_slices_at_small_spacing():
     ds = simulate(shape=(128, 128), probe_shape=(64, 64), step_px=4, spacing_dof=0.15, seed=0)
     truth = np.angle(ds.ground_truth_object)
     mask = illuminated_mask(ds.positions_px, ds.probe, ds.object_shape, 0.3)
-    base = dict(epochs=60, batch_size=16, lr_object=5e-3, device="cpu", seed=0)
+    base = dict(epochs=60, batch_size=16, lr_object=5e-3, device=TEST_DEVICE, seed=0)
     rand = np.angle(reconstruct(ds, ReconstructionOptions(**base), progress=False).object)
     seeded = reconstruct(ds, ReconstructionOptions(**base, init="xrf", xrf_elements={"Ni": 1}, xrf_epochs=30),
                          progress=False)

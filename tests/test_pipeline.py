@@ -14,12 +14,14 @@ from ptycho_ddip.io import InputError, read_reconstruction, read_separation_resu
 from ptycho_ddip.multislice._options import OptionsError
 from ptycho_ddip.pipeline import PipelineOptions, run_pipeline, scan_box, seed_object, slice_part
 
+from conftest import TEST_DEVICE
+
 torch.set_num_threads(1)
 
 OPTIONS = {
-    "pass1": {"epochs": 6, "batch_size": 8, "device": "cpu"},
-    "separation": {"epochs": 30, "threads": 1, "device": "cpu", "monitor_every": 10},
-    "pass2": {"epochs": 4, "batch_size": 8, "device": "cpu"},
+    "pass1": {"epochs": 6, "batch_size": 8, "device": TEST_DEVICE},
+    "separation": {"epochs": 30, "threads": 1, "device": TEST_DEVICE, "monitor_every": 10},
+    "pass2": {"epochs": 4, "batch_size": 8, "device": TEST_DEVICE},
     "checkpoint_every": 2, "separation_checkpoint_every": 10,
 }
 OUTPUTS = ["config.json", "pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png",

@@ -13,6 +13,8 @@ from ptycho_ddip.separation.networks import (FFT_MIN_KERNEL, KernelFilter, Shall
 from ptycho_ddip.separation.options import SeparationOptions
 from ptycho_ddip.separation.separate import Fit, input_anchor_pairs, separate
 
+from conftest import TEST_DEVICE, assert_same_fit
+
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -146,11 +148,11 @@ def test_ghost_kinds_can_be_swapped():
 
 def test_same_seed_identical_and_alphas_in_bounds():
     b = _small_blend()
-    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device="cpu")
-    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device="cpu")
-    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, mixing_iters=100, device="cpu")
-    np.testing.assert_array_equal(r1.separated, r2.separated)
-    np.testing.assert_array_equal(r1.loss, r2.loss)
+    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device=TEST_DEVICE)
+    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device=TEST_DEVICE)
+    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, mixing_iters=100, device=TEST_DEVICE)
+    assert_same_fit(r1.separated, r2.separated)
+    assert_same_fit(r1.loss, r2.loss)
     assert not np.array_equal(r1.separated, r3.separated)
     for r in (r1, r3):
         assert np.all(r.alpha > 0.05) and np.all(r.alpha < 0.95)
@@ -163,14 +165,15 @@ def test_same_seed_identical_and_alphas_in_bounds():
 def test_interrupted_run_resumed_ends_where_uninterrupted_run_ends(tmp_path):
     b = _small_blend()
     ck = str(tmp_path / "run.ckpt")
-    full = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device="cpu", weight_reg_epochs=6)
+    full = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device=TEST_DEVICE,
+                    weight_reg_epochs=6)
     # "interrupted" after 6 epochs: a run of 6 epochs that checkpoints every 3
-    separate(b.inputs, epochs=6, seed=1, progress=False, mixing_iters=100, device="cpu", weight_reg_epochs=6,
+    separate(b.inputs, epochs=6, seed=1, progress=False, mixing_iters=100, device=TEST_DEVICE, weight_reg_epochs=6,
              checkpoint_every=3, checkpoint_path=ck)
-    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device="cpu", weight_reg_epochs=6,
-                       checkpoint_path=ck, resume=True)
-    np.testing.assert_allclose(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-6)
+    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device=TEST_DEVICE,
+                       weight_reg_epochs=6, checkpoint_path=ck, resume=True)
+    assert_same_fit(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
+    assert_same_fit(resumed.loss, full.loss, rtol=1e-6)
 
 
 def test_band_constraint_keeps_kernels_in_their_band_on_both_paths():
@@ -282,7 +285,7 @@ def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
     x = b.inputs / b.inputs.max()
     for fast in (True, False):
         o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.7, fast=fast, threads=1, mixing="learn")
-        fit = Fit(x, o, [3], torch.device("cpu"))
+        fit = Fit(x, o, [3], torch.device(TEST_DEVICE))
         out, losses = fit.step(0)
         y, t = out["y"][0].detach(), fit.target[0]
         ref = (exclusion_loss(y[0][None, None], y[1][None, None], balance=True)
@@ -303,7 +306,7 @@ def test_coarse_exclusion_pairs_low_pass_slices_with_high_pass_inputs_at_coarse_
     for fast in (True, False):
         o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.0, exclusion_coarse=0.6, fast=fast,
                               threads=1, mixing="learn")
-        fit = Fit(x, o, [3], torch.device("cpu"))
+        fit = Fit(x, o, [3], torch.device(TEST_DEVICE))
         out, losses = fit.step(0)
         y, t = out["y"][0].detach(), fit.target[0]
         coarse = exclusion_loss(pool(y[0][None, None], 4), pool(t[1][None, None], 4), scales=3, balance=True)
@@ -322,7 +325,7 @@ def test_coarse_exclusion_pairs_low_pass_slices_with_high_pass_inputs_at_coarse_
 
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
-    kw = dict(seed=1, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4, mixing_iters=100,
+    kw = dict(seed=1, progress=False, device=TEST_DEVICE, weight_reg_epochs=6, snapshot_every=4, mixing_iters=100,
               select="final")
     full = separate(b.inputs, epochs=10, **kw)
     # every 4 epochs and at the end; the last one is the returned result, in input units
@@ -335,12 +338,12 @@ def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
         assert abs(np.mean(full.snapshots[0, i]) - np.mean(b.inputs[i])) < 1e-9
     # the snapshot at epoch 4 is what a 4-epoch run returns
     short = separate(b.inputs, epochs=4, **{**kw, "snapshot_every": 0})
-    np.testing.assert_allclose(full.snapshots[0], short.separated, rtol=1e-6, atol=1e-9)
+    assert_same_fit(full.snapshots[0], short.separated, rtol=1e-6, atol=1e-9)
     ck = str(tmp_path / "run.ckpt")
     separate(b.inputs, epochs=6, checkpoint_every=3, checkpoint_path=ck, **kw)
     resumed = separate(b.inputs, epochs=10, checkpoint_path=ck, resume=True, **kw)
     assert list(resumed.snapshot_epochs) == [4, 8, 10]
-    np.testing.assert_allclose(resumed.snapshots, full.snapshots, rtol=1e-6, atol=1e-9)
+    assert_same_fit(resumed.snapshots, full.snapshots, rtol=1e-6, atol=1e-9)
 
 
 def test_crosstalk_selection_replaces_only_the_high_pass_slice_and_survives_a_resume(tmp_path):
@@ -407,7 +410,7 @@ def test_resume_accepts_a_checkpoint_written_before_an_option_existed(tmp_path):
     del state["config"]["filter_blur"]
     torch.save(state, ck)
     resumed = separate(b.inputs, epochs=4, seed=1, progress=False, checkpoint_path=ck, resume=True)
-    np.testing.assert_allclose(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
+    assert_same_fit(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="different options"):
         separate(b.inputs, epochs=4, seed=1, progress=False, checkpoint_path=ck, resume=True, filter_blur=1.0)
 
@@ -421,7 +424,7 @@ def test_ensemble_mean_std_and_members():
     # fitted one at a time (the CPU default), member 1 is exactly the single run of seed 1
     one_by_one = separate(b.inputs, epochs=4, seed=0, ensemble=3, member_batch=1, progress=False)
     single = separate(b.inputs, epochs=4, seed=1, progress=False)
-    np.testing.assert_array_equal(one_by_one.members[1], single.separated)
+    assert_same_fit(one_by_one.members[1], single.separated)
 
 
 @pytest.mark.parametrize("filters,n_slices,epochs,extra", [("kernel", 2, 10, {"mixing": "learn"}),
@@ -440,7 +443,7 @@ def test_batched_ensemble_equals_separate_runs_and_plain_path(filters, n_slices,
     rng = np.random.default_rng(1)
     b = _small_blend()
     x = b.inputs if n_slices == 2 else np.concatenate([b.inputs, rng.random((1, 48, 48))])
-    kw = dict(epochs=epochs, filters=filters, progress=False, dtype="float64", device="cpu", weight_reg_epochs=5,
+    kw = dict(epochs=epochs, filters=filters, progress=False, dtype="float64", device=TEST_DEVICE, weight_reg_epochs=5,
               **extra)
     batched = separate(x, seed=0, ensemble=3, member_batch=3, **kw)
     plain = separate(x, seed=2, fast=False, **kw)
@@ -552,7 +555,7 @@ def test_ghost_estimate_is_the_models_ghost_term_in_input_units():
     from ptycho_ddip.separation.separate import normalize_jointly
 
     b = _small_blend()
-    res = separate(b.inputs, epochs=5, seed=0, progress=False, device="cpu", match_inputs=False, mixing="learn")
+    res = separate(b.inputs, epochs=5, seed=0, progress=False, device=TEST_DEVICE, match_inputs=False, mixing="learn")
     _, (mu, sd, lo, hi) = normalize_jointly(b.inputs)
     y = torch.as_tensor(res.normalized)
     k12 = torch.as_tensor(res.filters["f_1_2"], dtype=torch.float64)[None, None]
