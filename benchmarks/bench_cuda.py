@@ -604,7 +604,8 @@ def parse(argv=None):
     ap.add_argument("--ensemble-mixings", type=words, default=["estimate", "learn"])
     ap.add_argument("--ensemble-epochs", type=int, default=10)
     ap.add_argument("--windows", type=ints, default=[64, 256], help="probe windows of forward/reconstruct")
-    ap.add_argument("--batches", type=ints, default=[32, 256], help="positions per minibatch (first = reference)")
+    ap.add_argument("--batches", type=ints, default=[16, 256],
+                    help="positions per minibatch; the first (the reconstructor's default) gets the CPU reference")
     ap.add_argument("--forward-repeats", type=int, default=5)
     ap.add_argument("--recon-epochs", type=int, default=2)
     ap.add_argument("--cpu-threads", type=int, default=2, help="threads of the in-run CPU reference (0 = none)")
