@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-${TMPDIR:-/tmp}/gpu_check_out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log") 2>&1
+TEE_PID=$!
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 SMOKE=0
@@ -93,3 +94,5 @@ echo
 echo "=== gpu_check done in $((SECONDS - START)) s:$SUMMARY"
 grep -h "^FAIL\|^GOAL" "$OUT/log" | sort | uniq -c | sort -rn | head -40 || true
 ls -la "$OUT"
+exec >&- 2>&-
+wait "$TEE_PID" 2>/dev/null || sleep 1  # let tee finish the log before the results are collected
