@@ -71,7 +71,8 @@ def _kernel_size_arg(s: str):
 def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="slices: FILE.h5:/dataset, a multi-page TIFF (Adorym's (y, x, z) TIFFs are detected), "
-                        "NPY, or one file per slice")
+                        "NPY, or one file per slice; or a reconstruction of PtyRAD, fold_slice, ptychodus/pty-chi, "
+                        "PtyPy or Adorym, recognised by its layout (its scanned box, the phase unless --part)")
     p.add_argument("-o", "--output", required=True, help="result HDF5 (TIFF and PNG are written beside it)")
     p.add_argument("--part", choices=("phase", "magnitude", "real", "imag"),
                    help="which part of complex input to separate")
@@ -145,6 +146,10 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="how --select crosstalk scores the kept iterates: the sum of their ranks under the plain and "
                         "the partial crosstalk estimate (default), or one of the two alone "
                         "(docs/separation_stability.md sections 10-12)")
+    p.add_argument("--seed-for", choices=("ptyrad", "foldslice", "ptychodus", "ptypy", "adorym", "npy"),
+                   help="write the separated slices back into the input reconstruction's object (separated part inside "
+                        "the scanned box, the rest unchanged) as the initial object that tool loads: OUT_seed_TOOL.ext "
+                        "(docs/peers.md)")
     p.add_argument("--snapshot-every", type=int, metavar="K",
                    help="keep the separated slices every K epochs: saved in OUT.h5 (snapshots, snapshot_epochs) "
                         "and drawn in OUT_snapshots.png, to see whether a ghost comes back along the fit")
@@ -234,6 +239,11 @@ def _run_separate(args: argparse.Namespace) -> int:
             return opts
 
         opts = comm.agree(options)
+        from .io.peers import check_seed, default_part, write_seed  # peers' reconstructions, seeds for them
+
+        if args.seed_for:  # refused now, not after the fit
+            comm.agree(check_seed, args.seed_for, args.inputs, args.output, args.overwrite)
+        part = args.part or default_part(args.inputs)
         gammas = args.gamma_excl if isinstance(args.gamma_excl, list) else None
         filters = args.filters if isinstance(args.filters, list) else [opts.filters]
         if args.gamma_excl == "auto":
@@ -246,9 +256,15 @@ def _run_separate(args: argparse.Namespace) -> int:
                                    progress=comm.is_root and cli_progress(args.no_progress), comm=comm)
             if res is not None:
                 print(f"wrote {args.output}; gamma_excl = {res.config['gamma_excl']:g}; {describe_alpha(res.alpha)}")
+                if args.seed_for:
+                    print(write_seed(args.seed_for, args.inputs, res.separated, args.output, part, args.overwrite))
             return 0
         if (gammas and len(gammas) > 1) or len(filters) > 1:
             from .separation.sweep import sweep_files, sweep_paths, sweep_settings
+
+            if args.seed_for:
+                raise InputError("--seed-for writes the seed of one separation; run the chosen setting without a "
+                                 "sweep (or use --gamma-excl auto)")
 
             settings = sweep_settings(gammas or [None], filters)
             rows = sweep_files(args.inputs, args.output, opts, settings, part=args.part, truth_sources=args.truth,
@@ -273,11 +289,13 @@ def _run_separate(args: argparse.Namespace) -> int:
             comm.agree(preflight)
             gather = comm.ensemble_gather(opts.ensemble)
             kwargs = {"members": gather.members, "gather": gather}
-        res = separate_files(args.inputs, args.output, opts, part=args.part, truth_sources=args.truth,
+        res = separate_files(args.inputs, args.output, opts, part=part, truth_sources=args.truth,
                              overwrite=args.overwrite, progress=comm.is_root and cli_progress(args.no_progress),
                              **kwargs)
         if res is not None:
             print(f"wrote {args.output}; {describe_alpha(res.alpha)}")
+            if args.seed_for:
+                print(write_seed(args.seed_for, args.inputs, res.separated, args.output, part, args.overwrite))
             if "selected_epochs" in res.config:
                 print(f"epochs of the returned slices (select {opts.select}): {res.config['selected_epochs']}")
             if res.monitor is not None:
@@ -288,7 +306,8 @@ def _run_separate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- info
 
-@command("info", "describe an HDF5 file written or read by ptycho_ddip (datasets, shapes, config)")
+@command("info", "describe an HDF5 file written or read by ptycho_ddip (datasets, shapes, config), a CXI file or a "
+                 "peer's reconstruction")
 def _add_info(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("file")
     return _run_info
@@ -298,10 +317,15 @@ def _run_info(args: argparse.Namespace) -> int:
     import h5py
 
     from .io import InputError
+    from .io.peers import describe
 
+    found = describe(args.file) if os.path.isfile(args.file) else []  # CXI data, peers' reconstructions
     try:
         fh = h5py.File(args.file, "r")
     except (OSError, FileNotFoundError) as e:
+        if found:  # .npz, .mat v5, TIFF pairs
+            print(f"{args.file}:\n  " + "\n  ".join(found))
+            return 0
         raise InputError(f"{args.file}: cannot open as HDF5 ({e}); check the path") from None
     with fh:
         def show(name, obj):
@@ -312,6 +336,8 @@ def _run_info(args: argparse.Namespace) -> int:
         for k, v in fh.attrs.items():
             v = v.decode() if isinstance(v, bytes) else v
             print(f"  @{k} = {v if len(str(v)) < 400 else str(v)[:400] + '...'}")
+    for line in found:
+        print(f"  {line}")
     return 0
 
 
@@ -332,7 +358,7 @@ def _load_plugins() -> None:
     """Import the modules that register further subcommands (multislice, pipeline) when they are present."""
     import importlib
 
-    for mod in ("ptycho_ddip.cli_multislice", "ptycho_ddip.cli_pipeline"):
+    for mod in ("ptycho_ddip.cli_multislice", "ptycho_ddip.cli_pipeline", "ptycho_ddip.cli_convert"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

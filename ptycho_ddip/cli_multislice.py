@@ -144,7 +144,7 @@ def _xrf_elements(text: str) -> dict:
 
 @command("reconstruct", "multislice reconstruction of a diffraction dataset (Adam; MPI data parallel under mpiexec)")
 def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
-    p.add_argument("data", metavar="DATA.h5", help="diffraction dataset (Adorym layout, e.g. from `simulate`)")
+    p.add_argument("data", metavar="DATA.h5", help="diffraction dataset (Adorym layout, e.g. from `simulate`, or CXI)")
     p.add_argument("-o", "--output", required=True, help="result HDF5 (phase/magnitude TIFFs are written beside it)")
     p.add_argument("--epochs", type=int, help="passes over all positions (default 300)")
     p.add_argument("--batch-size", type=int, help="global minibatch size, summed over MPI ranks (default 16)")
@@ -159,6 +159,9 @@ def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--xrf-elements", type=_xrf_elements, metavar="EL:SLICE,...",
                    help="element -> 0-based slice for --init xrf, e.g. Ni:1")
     p.add_argument("--n-slices", type=int, help="number of slices (default: the dataset's)")
+    p.add_argument("--slice-spacing-m", type=float, metavar="D",
+                   help="slices at 0, D, 2D, ... (--n-slices of them, default 2), m; needed for CXI data, which record "
+                        "no slice positions")
     p.add_argument("--propagation", choices=("exact", "paraxial"))
     p.add_argument("--dtype", choices=("complex64", "complex128"))
     p.add_argument("--seed", type=int, help="seed of the initial guess and of the minibatch order")
@@ -175,6 +178,7 @@ def _add_reconstruct(p: argparse.ArgumentParser) -> Callable:
 
 
 def reconstruction_options_from_args(args: argparse.Namespace):
+    from .cli_convert import slice_positions_from_args
     from .multislice.reconstruct import ReconstructionOptions
 
     base = _config_section(args.config, "reconstruction")
@@ -185,7 +189,8 @@ def reconstruction_options_from_args(args: argparse.Namespace):
              "xrf_elements": args.xrf_elements, "n_slices": args.n_slices, "propagation": args.propagation,
              "dtype": args.dtype, "seed": args.seed, "device": args.device, "depth_reg": args.depth_reg,
              "depth_reg_weight": args.depth_reg_weight, "depth_reg_every": args.depth_reg_every,
-             "checkpoint_every": args.checkpoint_every, "resume": True if args.resume else None}
+             "checkpoint_every": args.checkpoint_every, "resume": True if args.resume else None,
+             "slice_pos_m": slice_positions_from_args(args, base.get("n_slices") or 2)}
     if flags["checkpoint_every"] or flags["resume"] or base.get("checkpoint_every") or base.get("resume"):
         base.setdefault("checkpoint_path", os.fspath(args.output) + ".ckpt")
     opts = _options(ReconstructionOptions, base, flags, args.config)
@@ -194,6 +199,7 @@ def reconstruction_options_from_args(args: argparse.Namespace):
 
 
 def _run_reconstruct(args: argparse.Namespace) -> int:
+    from .io.cxi import require_slice_positions
     from .multislice.reconstruct import reconstruct_file
     from .parallel import get_comm
     from .progress import cli_progress
@@ -202,6 +208,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     comm = get_comm()
     with comm.abort_on_error("ptycho-ddip reconstruct: error: "):
         opts = comm.agree(reconstruction_options_from_args, args)
+        comm.agree(require_slice_positions, args.data, opts.slice_pos_m, opts.n_slices)  # CXI records none
         configure_threads(args.threads)
         res = reconstruct_file(args.data, args.output, opts, overwrite=args.overwrite,
                                progress=cli_progress(args.no_progress), comm=comm,

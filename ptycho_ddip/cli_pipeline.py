@@ -17,7 +17,7 @@ from .cli_multislice import _xrf_elements, check_device
 
 @command("pipeline", "reconstruct -> DDIP separation -> second reconstruction from the separated slices, with a report")
 def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
-    p.add_argument("data", metavar="DATA.h5", help="diffraction dataset (Adorym layout, e.g. from `simulate`)")
+    p.add_argument("data", metavar="DATA.h5", help="diffraction dataset (Adorym layout, e.g. from `simulate`, or CXI)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="output directory: pass1.h5, separation.h5, pass2.h5, PNGs, summary.png, metrics.json, "
                         "config.json")
@@ -34,6 +34,9 @@ def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--init", help="start of pass 1: random | constant | xrf | FILE.h5")
     p.add_argument("--xrf-elements", type=_xrf_elements, metavar="EL:SLICE,...",
                    help="element -> 0-based slice for --init xrf, e.g. Ni:1")
+    p.add_argument("--slice-spacing-m", type=float, metavar="D",
+                   help="slices at 0, D, 2D, ... (pass1.n_slices of them, default 2), m, for both passes; needed for "
+                        "CXI data, which record no slice positions")
     p.add_argument("--filters", choices=("kernel", "dip"), help="DDIP ghost filters")
     p.add_argument("--ensemble", type=int, help="DDIP ensemble members (spread over MPI ranks)")
     p.add_argument("--seed", type=int, help="seed of every stage")
@@ -65,6 +68,11 @@ def pipeline_options_from_args(args: argparse.Namespace):
             "pass2": {"epochs": args.epochs_pass2, "batch_size": args.batch_size, "seed": args.seed,
                       "lr_schedule": args.lr_schedule,
                       "device": args.device}}
+    if args.slice_spacing_m is not None:  # both passes use the same slices
+        from .cli_convert import slice_positions_from_args
+
+        sets["pass1"]["slice_pos_m"] = sets["pass2"]["slice_pos_m"] = slice_positions_from_args(
+            args, stages["pass1"].get("n_slices") or 2)
     for name, flags in sets.items():
         stages[name].update({k: v for k, v in flags.items() if v is not None})
     if args.filters is not None and "gamma_excl" not in (config.get("separation") or {}):
@@ -81,6 +89,7 @@ def pipeline_options_from_args(args: argparse.Namespace):
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
+    from .io.cxi import require_slice_positions
     from .parallel import get_comm
     from .pipeline import run_pipeline
     from .progress import cli_progress
@@ -89,6 +98,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     comm = get_comm()
     with comm.abort_on_error("ptycho-ddip pipeline: error: "):
         opts = comm.agree(pipeline_options_from_args, args)
+        comm.agree(require_slice_positions, args.data, opts.pass1.slice_pos_m, opts.pass1.n_slices)  # CXI: none
         configure_threads(args.threads)
         out = run_pipeline(args.data, args.output, opts, force=args.force, progress=cli_progress(args.no_progress),
                            comm=comm, verbose=True)

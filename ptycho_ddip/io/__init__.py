@@ -17,7 +17,9 @@ Units: lengths are metres in memory and centimetres in diffraction files (Adorym
 kept in an attribute ``value_m`` so that a write/read round trip is bit-exact.
 
 Modules: :mod:`.sources` (inputs: NPY, TIFF, HDF5 datasets), :mod:`.dataset` (the dataset model, numpy only),
-:mod:`.adorym` (the Adorym HDF5 layout of datasets), :mod:`.results` (separation and reconstruction results),
+:mod:`.adorym` (the Adorym HDF5 layout of datasets), :mod:`.cxi` (CXI 1.6 / NXcxi_ptycho datasets), :mod:`.peers`
+(PtyRAD, fold_slice, ptychodus, PtyPy and Adorym reconstructions in, seeds for them out), :mod:`.results`
+(separation and reconstruction results),
 :mod:`.tiff` (TIFF output), :mod:`.config` (JSON/TOML configs); the atomic writer is :mod:`ptycho_ddip.atomic`.
 Importing ``ptycho_ddip.io.dataset`` does not import h5py or tifffile.
 """
@@ -43,6 +45,12 @@ _EXPORTS = {
     "DiffractionDataset": "ptycho_ddip.io.dataset",
     "write_dataset": "ptycho_ddip.io.adorym",
     "read_dataset": "ptycho_ddip.io.adorym",
+    "read_cxi": "ptycho_ddip.io.cxi",
+    "write_cxi": "ptycho_ddip.io.cxi",
+    "PeerObject": "ptycho_ddip.io.peers",
+    "detect_peer": "ptycho_ddip.io.peers",
+    "read_peer": "ptycho_ddip.io.peers",
+    "write_seed": "ptycho_ddip.io.peers",
     "save_config_json": "ptycho_ddip.io.config",
     "load_config": "ptycho_ddip.io.config",
     "LOSS_COLUMNS": "ptycho_ddip.io._common",

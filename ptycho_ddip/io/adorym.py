@@ -113,7 +113,8 @@ def _scalar(h5: h5py.File, key: str, file: str) -> float:
 
 
 def read_dataset(path: str | os.PathLike[str]) -> DiffractionDataset:
-    """Read a diffraction dataset written by :func:`write_dataset` or by Adorym.
+    """Read a diffraction dataset written by :func:`write_dataset` or by Adorym, or a CXI file
+    (:func:`ptycho_ddip.io.cxi.read_cxi`: suffix ``.cxi`` or CXI content).
 
     Accepts Adorym's 4-D ``exchange/data`` (1, n_pos, h, w). Data marked as magnitude (attribute ``kind``, or
     ``raw_data_type``/``data_type`` on the dataset, in ``metadata`` or on the file) are squared to intensities; data
@@ -137,6 +138,10 @@ def read_dataset(path: str | os.PathLike[str]) -> DiffractionDataset:
         data, positions not (n_pos, 2) or not one per pattern, probe shape differing from the detector's.
     """
     file = _name(path)
+    from .cxi import is_cxi, read_cxi  # CXI 1.6 / NXcxi_ptycho files are read by ptycho_ddip.io.cxi
+
+    if is_cxi(file):
+        return read_cxi(file)
     with _open_h5(file, "diffraction dataset") as h5:
         data = h5.get("exchange/data")
         if not isinstance(data, h5py.Dataset):

@@ -272,7 +272,8 @@ def read_object_guess(path: str, n_slices: int | None = None) -> np.ndarray:
     ----------
     path : str
         A reconstruction HDF5 (dataset ``object`` is used), ``FILE.h5:/dataset``, an HDF5 file holding exactly one
-        dataset, or a ``.npy`` file. A 2-D complex array is read as one slice.
+        dataset, a ``.npy`` file, or a peer's reconstruction (:mod:`ptycho_ddip.io.peers`). A 2-D complex array is
+        read as one slice.
     n_slices : int, optional
         Expected number of slices.
 
@@ -288,7 +289,12 @@ def read_object_guess(path: str, n_slices: int | None = None) -> np.ndarray:
     """
     file, dataset = parse_source(os.fspath(path))
     suffix = _suffix(file)
-    if suffix in HDF5_SUFFIXES:
+    from .peers import object_guess  # a peer's reconstruction (PtyRAD, fold_slice, ptychodus, PtyPy, Adorym)
+
+    peer = object_guess(file) if dataset is None else None
+    if peer is not None:
+        array, name = peer
+    elif suffix in HDF5_SUFFIXES:
         array, dataset = _read_h5_dataset(file, dataset, preferred="object")
         name = f"{file}:{dataset}"
     elif suffix in NPY_SUFFIXES:

@@ -224,7 +224,9 @@ def read_images(sources: Sequence[str], part: str | None = None, min_size: int =
     sources : sequence of str
         One source holding a stack ``(N, H, W)``, or several sources each holding a 2-D image or a stack
         (concatenated along N in the order given). A source is ``FILE.h5:/dataset`` (the dataset may be omitted when
-        the file holds exactly one), ``FILE.npy`` or ``FILE.tif``/``FILE.tiff`` (multi-page).
+        the file holds exactly one), ``FILE.npy`` or ``FILE.tif``/``FILE.tiff`` (multi-page), or a peer's
+        reconstruction named without a dataset path (:mod:`ptycho_ddip.io.peers`: its scanned box, the phase unless
+        ``part`` is "magnitude").
     part : {"phase", "magnitude", "real", "imag"}, optional
         Required for complex input (e.g. the complex object of a reconstruction); ``phase`` is ``numpy.angle``.
         ``"phase"``, ``"magnitude"`` and ``"imag"`` are refused for real input; ``"real"`` leaves it unchanged.
@@ -260,13 +262,16 @@ def read_images(sources: Sequence[str], part: str | None = None, min_size: int =
     arrays: list[np.ndarray] = []
     names: list[str] = []
     dtypes: list[np.dtype] = []
+    from .peers import peer_images  # peers' reconstructions (PtyRAD, fold_slice, ptychodus, PtyPy, Adorym)
+
     for spec in sources:
-        array, name = _load_source(spec, tiff_axes)
+        peer = peer_images(spec, part)  # their scanned box, real (phase unless part says), or None
+        array, name = peer if peer is not None else _load_source(spec, tiff_axes)
         if array.ndim not in (2, 3):
             raise InputError(f"{name}: has shape {array.shape} ({array.ndim}-D); expected a 2-D image (H, W) or a "
                              f"3-D stack (N, H, W). Select a 2-D or 3-D dataset, or save the array with that shape.")
         dtypes.append(array.dtype)
-        array = _select_part(array, name, part)
+        array = array if peer is not None else _select_part(array, name, part)
         arrays.append(np.asarray(array, dtype=np.float64).reshape((-1,) + array.shape[-2:]))
         names.append(name)
     for array, name in zip(arrays[1:], names[1:]):
