@@ -213,3 +213,13 @@ def test_a_pipeline_directory_is_tied_to_its_datasets_content_not_its_path(tmp_p
     fresh = tmp_path / "fresh"
     assert main(["pipeline", data, "-o", str(fresh), "--device", "cpu", "--no-progress"]) == 2
     assert "outside" in capsys.readouterr().err and not fresh.exists()
+
+
+def test_a_numbered_gpu_is_a_valid_reconstruction_device():
+    """``cuda:0`` crashed the reconstruction options on the first GPU run (found by benchmarks/cuda_check.py)."""
+    from ptycho_ddip.multislice.reconstruct import ReconstructionOptions
+
+    assert ReconstructionOptions(device="cuda:1").device == "cuda:1"
+    for bad in ("cuda:x", "gpu"):
+        with pytest.raises(ValueError, match="device"):
+            ReconstructionOptions(device=bad)

@@ -96,7 +96,8 @@ class ReconstructionOptions:
     xrf_epochs : epochs of the single-slice reconstruction that the XRF seeding starts from.
     probe_fwhm_m : FWHM of the Gaussian probe guess when the dataset holds no probe (default: window / 4).
     seed : seed of the initial guess and of the minibatch order.
-    device : ``"auto"``, ``"cpu"`` or ``"cuda"``; dtype : ``"complex64"`` or ``"complex128"``.
+    device : ``"auto"``, ``"cpu"``, ``"cuda"`` (MPI rank r: ``cuda:(r % device_count)``) or ``"cuda:N"``;
+        dtype : ``"complex64"`` or ``"complex128"``.
     checkpoint_every : write a checkpoint every N epochs (0 = never); checkpoint_path : where.
     resume : continue from ``checkpoint_path`` if it exists.
     depth_reg : in-loop depth regulariser (:mod:`.regularizers`): ``"none"`` (default), ``"kz"`` (missing-wedge
@@ -183,7 +184,8 @@ class ReconstructionOptions:
         opt.check_int("xrf_epochs", self.xrf_epochs, 1)
         opt.check_positive("probe_fwhm_m", self.probe_fwhm_m, allow_none=True)
         opt.check_int("seed", self.seed, 0)
-        opt.check_choice("device", self.device, DEVICES)
+        if not (isinstance(self.device, str) and self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            opt.check_choice("device", self.device, DEVICES)  # or a numbered GPU, cuda:N
         opt.check_choice("dtype", self.dtype, DTYPES)
         opt.check_int("checkpoint_every", self.checkpoint_every, 0)
         if self.checkpoint_path is not None and not isinstance(self.checkpoint_path, str):
