@@ -129,9 +129,10 @@ def ghost_terms(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     n = y.shape[-3]
     spec = _spectrum(y)
     out = []
-    for i in range(n):
-        js = [j for j in range(n) if j != i]
-        out.append(_image(spec[..., js, :, :] * m[i, js].to(spec.dtype), y.shape[-2:]))
+    for i in range(n):  # slices and cat, not a list index: a list index of a CUDA tensor syncs with the host
+        others = torch.cat([spec[..., :i, :, :], spec[..., i + 1:, :, :]], dim=-3)
+        h = torch.cat([m[i, :i], m[i, i + 1:]], dim=0).to(spec.dtype)
+        out.append(_image(others * h, y.shape[-2:]))
     return torch.stack(out, dim=-4)
 
 
