@@ -183,15 +183,22 @@ def quick_mixing(target: np.ndarray, iters: int):
     from ptycho_ddip.separation.options import SeparationOptions
     from ptycho_ddip.separation.separate import estimate_target_mixing
 
-    return estimate_target_mixing(target, SeparationOptions(mixing_iters=iters, device="cpu"))
+    return estimate_target_mixing(target, SeparationOptions(estimate={"iters": iters}, device="cpu"))
 
 
 def make_fit(target, mixing_kind: str, dev: torch.device, seeds=(0,), mixing=None, **extra):
     from ptycho_ddip.separation.options import SeparationOptions
     from ptycho_ddip.separation.separate import Fit
 
-    opts = SeparationOptions(mixing=mixing_kind, device=str(dev), **extra)
+    opts = SeparationOptions(device=str(dev), **method_options(mixing_kind), **extra)
     return Fit(target, opts, list(seeds), dev, mixing if mixing_kind == "estimate" else None)
+
+
+def method_options(kind: str) -> dict:
+    """Options of mixing ``kind``: "estimate" (the default method) or "learn" (the learnable mixing with the balanced,
+    input-anchored exclusion, the old default of mixing="learn")."""
+    return {"method": "estimate"} if kind == "estimate" else {"method": "paper", "learned": {
+        "exclusion_balance": True, "exclusion_input": 1.0}}
 
 
 def eager_stepper(fit):
@@ -418,14 +425,14 @@ def section_long(rep: Report, args, dev: torch.device) -> None:
     mix_cpu = estimate_target_mixing(target, opts)
     t_est_cpu = time.perf_counter() - t
     kinds = opts.ghost_kinds or default_ghost_kinds(target.shape[0])
-    row = {"device": device_name(dev), "size": size, "what": f"mixing estimate, {opts.mixing_iters} iterations",
+    e = opts.estimate
+    row = {"device": device_name(dev), "size": size, "what": f"mixing estimate, {e.iters} iterations",
            "cpu_s": round(t_est_cpu, 2), "host_threads": torch.get_num_threads()}
     if dev.type == "cuda" or args.smoke:
-        estimate_mixing(target, kinds, opts.mixing_sigmas, 5, opts.mixing_lr, blur_px=opts.mixing_blur, device=dev)
+        estimate_mixing(target, kinds, e.sigmas_px, 5, e.lr, blur_px=e.blur_px, device=dev)
         sync(dev)
         t = time.perf_counter()
-        mix_dev = estimate_mixing(target, kinds, opts.mixing_sigmas, opts.mixing_iters, opts.mixing_lr,
-                                  blur_px=opts.mixing_blur, device=dev)
+        mix_dev = estimate_mixing(target, kinds, e.sigmas_px, e.iters, e.lr, blur_px=e.blur_px, device=dev)
         sync(dev)
         row["gpu_s"] = round(time.perf_counter() - t, 2)
         row["max_weight_diff_gpu_vs_cpu"] = float(np.max(np.abs(np.asarray(mix_dev.weights)
@@ -435,7 +442,7 @@ def section_long(rep: Report, args, dev: torch.device) -> None:
     rep.save()
     for kind in args.long_mixings:
         epochs = args.long_epochs_learn if kind == "learn" else args.long_epochs
-        opts = SeparationOptions(device=str(dev), epochs=epochs, seed=0, mixing=kind)
+        opts = SeparationOptions(device=str(dev), epochs=epochs, seed=0, **method_options(kind))
         marks = []
 
         def cb(done, vals, alpha):

@@ -7,8 +7,8 @@ For each size, in one process and interleaved over ``--repeats`` rounds (medians
 calibration measured in every round: these machines can slow 10-35x for minutes with no trace inside):
 
 * the time of ``estimate_mixing`` (default options: 800 Adam iterations, float64, CPU);
-* seconds per epoch of the fit with the estimated mixing (``mixing="estimate"``: image DIPs only, the mixing as
-  FFT filters) and with the learnable mixing (``mixing="learn"``, kernel filters: image DIPs, weight DIP, filters);
+* seconds per epoch of the fit with the estimated mixing (``method="estimate"``: image DIPs only, the mixing as
+  FFT filters) and with the learnable mixing (``method="paper"``, kernel filters: image DIPs, weight DIP, filters);
 * the estimate expressed in epochs of the estimated-mixing fit, and the cost of a 2000-epoch separation with each
   mixing (estimate included).
 """
@@ -56,8 +56,10 @@ def main() -> None:
         b = blend(make_phantom("au-nio", (size, size), seed=0).normalized())
         target = normalize_jointly(b.inputs)[0]
         mix = estimate_mixing(target, iters=5)  # warm-up of the FFT plans
-        fits = {m: Fit(target, SeparationOptions(mixing=m, device="cpu"), [0], dev, mix if m == "estimate" else None)
-                for m in ("estimate", "learn")}
+        methods = {"estimate": {"method": "estimate"},
+                   "learn": {"method": "paper", "learned": {"exclusion_balance": True, "exclusion_input": 1.0}}}
+        fits = {m: Fit(target, SeparationOptions(device="cpu", **o), [0], dev, mix if m == "estimate" else None)
+                for m, o in methods.items()}
         for f in fits.values():
             for e in range(2):
                 f.step(e)

@@ -31,8 +31,10 @@ def main() -> None:
     from ptycho_ddip.separation.separate import Fit, _snapshot
 
     torch.set_num_threads(1)
-    opts = SeparationOptions(epochs=args.epochs, device="cpu", threads=1, mixing="learn")  # where select applies
-    n_kept = len(range(opts.select_from, args.epochs, opts.select_every))
+    opts = SeparationOptions(epochs=args.epochs, device="cpu", threads=1, method="paper", select="crosstalk",
+                             learned={"exclusion_balance": True, "exclusion_input": 1.0})  # where select applies
+    every, start = opts.learned.select_every, opts.learned.select_from
+    n_kept = len(range(start, args.epochs, every))
     for n in (int(s) for s in args.sizes.split(",")):
         b = blend(make_phantom("au-nio", (n, n), seed=0).normalized())
         fit = Fit(b.inputs, opts, [0], torch.device("cpu"))
@@ -50,16 +52,16 @@ def main() -> None:
         t_copy = (time.perf_counter() - t0) / 5
         rng = np.random.default_rng(0)
         final = 0.7 * b.truth + 0.3 * b.inputs
-        kept = [(opts.select_from + opts.select_every * k,
+        kept = [(start + every * k,
                  (final[1] + 0.01 * rng.standard_normal((n, n)))[None].astype(np.float32)) for k in range(n_kept)]
-        per_epoch = (t_copy / opts.select_every) / t_epoch
+        per_epoch = (t_copy / every) / t_epoch
         for est in SELECT_ESTIMATES:  # the default first
             t0 = time.perf_counter()
             select_iterates(kept, final, b.inputs, ("lowpass", "highpass"), args.epochs, estimate=est)
             t_sel = time.perf_counter() - t0
             whole = (n_kept * t_copy + t_sel) / (args.epochs * t_epoch)
             print(f"{n}x{n} ({est}): epoch {1e3 * t_epoch:.1f} ms | kept copy {1e3 * t_copy:.2f} ms every "
-                  f"{opts.select_every} epochs = {100 * per_epoch:.3f} % per epoch | selection over {n_kept} kept "
+                  f"{every} epochs = {100 * per_epoch:.3f} % per epoch | selection over {n_kept} kept "
                   f"images {1e3 * t_sel:.0f} ms | all of it {100 * whole:.3f} % of a {args.epochs}-epoch fit | "
                   f"matmul {matmul_gflops():.1f} GFLOP/s", flush=True)
 

@@ -4,14 +4,12 @@
     python benchmarks/bench_separation.py --sizes 272 --epochs 20 --threads 2
     python benchmarks/bench_separation.py --compare --sizes 272   # plain eager vs optimised, same process
     python benchmarks/bench_separation.py --ensembles 1,4,8,20 --sizes 272 --filters kernel
-    python benchmarks/bench_separation.py --kernel-sizes 7,25/7,25 --sizes 96,272 --threads 1
 
 ``--compare`` runs, in one process per (size, filters), the plain eager fp32 path (``fast=False``: separate
 networks, default memory layout, reference losses, for-loop Adam) and the optimised path (``fast=True``: grouped
 networks, channels-last, fused exclusion and Adam) on the same input, interleaved epoch blocks, and prints the ratio,
 the achieved GFLOP/s (FLOPs of one epoch counted by ``torch.utils.flop_counter``) and the matmul GFLOP/s.
-``--kernel-sizes`` times the fast path with band-constrained kernels of other sizes against the default 7x7, interleaved
-in one process. ``--ensembles`` times the fast path with K members batched in one network: seconds per epoch per member.
+``--ensembles`` times the fast path with K members batched in one network: seconds per epoch per member.
 
 Each configuration runs in a fresh subprocess (so peak memory is its own: VmHWM on CPU, max_memory_allocated on
 CUDA) after ``--warmup`` epochs; configurations are interleaved over ``--repeats`` rounds and the median is reported,
@@ -96,6 +94,23 @@ def child(cfg: dict) -> dict:
             "n_params": int(sum(p.numel() for p in model.parameters())), "ok": bool(np.isfinite(dt))}
 
 
+def _options(cfg: dict, fast: bool, extra: dict):
+    """The learnable mixing with the balanced, input-anchored exclusion (the old default of mixing="learn"), unless
+    an option set says otherwise: "method=estimate", "learned.exclusion_input=0" (groups by dotted names)."""
+    from ptycho_ddip.separation.options import SeparationOptions
+
+    base = SeparationOptions(method="paper", device=cfg["device"], experimental={"fast": fast},
+                             learned={"filters": cfg["filters"], "exclusion_balance": True, "exclusion_input": 1.0})
+    changes: dict = {}
+    for key, value in extra.items():
+        group, _, name = key.rpartition(".")
+        if group:
+            changes.setdefault(group, {})[name] = value
+        else:
+            changes[key] = value
+    return base.updated(**changes)
+
+
 def _epoch_flops(fit) -> float:
     """FLOPs of one epoch (forward + backward) of a Fit, counted once by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -116,7 +131,6 @@ def child_compare(cfg: dict) -> dict:
 
     torch.set_num_threads(cfg["threads"])
     from ptycho_ddip.phantoms import blend, make_phantom
-    from ptycho_ddip.separation.options import SeparationOptions
     from ptycho_ddip.separation.separate import Fit, normalize_jointly
 
     dev = torch.device(cfg["device"])
@@ -127,10 +141,7 @@ def child_compare(cfg: dict) -> dict:
     variants = cfg["variants"]  # list of (label, fast, members[, extra options])
     fits = {}
     for label, fast, k, *extra in variants:
-        # the learnable mixing unless a variant says otherwise (option sets: "mixing=learn;mixing=estimate")
-        opts = SeparationOptions(filters=cfg["filters"], fast=fast, device=cfg["device"],
-                                 **{"mixing": "learn", **(extra[0] if extra else {})})
-        fits[label] = Fit(target, opts, list(range(k)), dev)
+        fits[label] = Fit(target, _options(cfg, fast, extra[0] if extra else {}), list(range(k)), dev)
     flops = {label: _epoch_flops(f) for label, f in fits.items()}
     times: dict = {label: [] for label in fits}
     gfs = []
@@ -174,25 +185,6 @@ def compare(args, threads: int, devices: list) -> None:
                 gf = r["flops"]["fast"] / 1e9
                 print(f"{d:>6} {s:>5} {f:>7} {tp:10.4f} {tf:10.4f} {tp / tf:7.2f}x {gf:8.2f} "
                       f"{r['flops']['plain'] / 1e9 / tp:10.1f} {gf / tf:9.1f} {r['matmul_gflops']:11.1f}", flush=True)
-
-
-def kernel_sizes(args, threads: int, devices: list) -> None:
-    """Cost of wider and band-constrained kernel filters against the default 7x7, interleaved in one process."""
-    sizes = [tuple(int(v) for v in k.split("/")) for k in args.kernel_sizes.split(",")]
-    variants = [("7", True, 1, {})] + [(f"{'/'.join(map(str, ks))}+band", True, 1,
-                                       {"kernel_size": ks if len(ks) == 2 else ks[0], "band_constraint": True})
-                                      for ks in sizes]
-    print(f"DDIP kernel filters, fast path: {threads} CPU threads; {args.epochs} epochs x {args.repeats} interleaved "
-          f"rounds after {args.warmup} warm-up epochs; medians; ratio against 7x7 without the band constraint")
-    print(f"{'device':>6} {'size':>5} {'variant':>12} {'s/ep':>8} {'ratio':>6} {'matmul GF/s':>11}")
-    for d in devices:
-        for s in args.sizes.split(","):
-            cfg = {"device": d, "size": int(s), "filters": "kernel", "epochs": args.epochs, "warmup": args.warmup,
-                   "rounds": args.repeats, "threads": threads, "variants": variants}
-            r = _run_child("child-compare", cfg)
-            base = r["s_per_epoch"]["7"]
-            for label, t in r["s_per_epoch"].items():
-                print(f"{d:>6} {s:>5} {label:>12} {t:8.4f} {t / base:6.3f} {r['matmul_gflops']:11.1f}", flush=True)
 
 
 def _option_value(text: str):
@@ -264,12 +256,9 @@ def main() -> None:
                     help="balanced (default exclusion) and/or paper, e.g. balanced,paper to measure the remedy's cost")
     ap.add_argument("--compare", action="store_true", help="plain eager vs optimised in one process")
     ap.add_argument("--ensembles", default="", help="K values, e.g. 1,4,8,20: batched ensemble cost per member")
-    ap.add_argument("--kernel-sizes", default="",
-                    help="e.g. 7,25/7,25: cost of (low-pass/high-pass) kernel sizes with the band constraint "
-                         "against plain 7x7")
     ap.add_argument("--option-sets", default="",
-                    help='e.g. "exclusion_input=0;exclusion_input=1": cost of SeparationOptions sets (k=v,k=v; '
-                         'sets separated by ;) against the first, interleaved')
+                    help='e.g. "learned.exclusion_input=0;learned.exclusion_input=1": cost of SeparationOptions sets '
+                         '(k=v,k=v, groups by dotted names; sets separated by ;) against the first, interleaved')
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-compare", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -286,13 +275,11 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
     threads = args.threads or usable_cpus()
-    if args.compare or args.ensembles or args.kernel_sizes or args.option_sets:
+    if args.compare or args.ensembles or args.option_sets:
         if args.option_sets:
             option_sets(args, threads, devices)
         if args.compare:
             compare(args, threads, devices)
-        if args.kernel_sizes:
-            kernel_sizes(args, threads, devices)
         if args.ensembles:
             ensembles(args, threads, devices)
         return

@@ -243,8 +243,10 @@ def quality_runs(dev: torch.device, mixing: str, size: int, epochs: int, members
 
     b = blend(make_phantom("au-nio", (size, size), seed=0).normalized())
     x = validate_images(b.inputs)
+    method = ({"method": "estimate"} if mixing == "estimate"  # "learn": the old default of mixing="learn"
+              else {"method": "paper", "learned": {"exclusion_balance": True, "exclusion_input": 1.0}})
     opts = SeparationOptions(epochs=epochs, seed=0, ensemble=members, member_batch=member_batch, device=str(dev),
-                             mixing=mixing)
+                             **method)
     mix = None
     if mixing == "estimate":
         key = ("mix", size)

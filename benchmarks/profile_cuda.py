@@ -152,6 +152,14 @@ def profile_steps(fit, epochs: int, dev, out: Out, label: str, top: int, trace: 
         out(f"chrome trace of 3 epochs: {trace} ({os.path.getsize(trace) / 2**20:.1f} MiB)")
 
 
+def method_options(kind: str) -> dict:
+    """Options of mixing ``kind``: "estimate" (the default method) or "learn" (the learnable mixing with the balanced,
+    input-anchored exclusion, the old default of mixing="learn")."""
+    if kind == "estimate":
+        return {"method": "estimate"}
+    return {"method": "paper", "learned": {"exclusion_balance": True, "exclusion_input": 1.0}}
+
+
 def loop_syncs(x, kind: str, mix, dev, epochs: int, out: Out) -> None:
     """Sync-type events of the real loop per epoch: fit_members for N and 2N epochs, the difference / N."""
     from ptycho_ddip.separation.options import SeparationOptions
@@ -160,7 +168,7 @@ def loop_syncs(x, kind: str, mix, dev, epochs: int, out: Out) -> None:
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     res = {}
     for n in (epochs, 2 * epochs):
-        opts = SeparationOptions(epochs=n, seed=0, mixing=kind, device=str(dev))
+        opts = SeparationOptions(epochs=n, seed=0, device=str(dev), **method_options(kind))
         fit_members(x, opts, progress=False, mixing=mix)  # warm (allocator, cuDNN, FFT plans)
         sync(dev)
         t = time.perf_counter()
@@ -171,7 +179,8 @@ def loop_syncs(x, kind: str, mix, dev, epochs: int, out: Out) -> None:
     (c1, t1), (c2, t2) = res[epochs], res[2 * epochs]
     per = {k: (c2[k] - c1[k]) / epochs for k in SYNC_EVENTS + LAUNCH_EVENTS if c2[k] or c1[k]}
     fixed = {k: c1[k] - epochs * per.get(k, 0.0) for k in per}
-    out(f"\n## {kind}: the fitting loop (fit_members, log_every {SeparationOptions().log_every}), {epochs} and "
+    out(f"\n## {kind}: the fitting loop (fit_members, log_every {SeparationOptions().experimental.log_every}), "
+        f"{epochs} and "
         f"{2 * epochs} epochs under the profiler ({t1:.2f} s, {t2:.2f} s)",
         "per epoch: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items()),
         "setup + wrap-up (once): " + ", ".join(f"{k} {v:.0f}" for k, v in fixed.items()),
@@ -208,11 +217,11 @@ def main(argv=None) -> int:
     b = blend(make_phantom("au-nio", (args.size, args.size), seed=0).normalized())
     x = validate_images(b.inputs)
     target = normalize_jointly(x)[0]
-    mix = estimate_target_mixing(target, SeparationOptions(mixing_iters=20))
+    mix = estimate_target_mixing(target, SeparationOptions(estimate={"iters": 20}))
     status = 0
     for i, kind in enumerate(m.strip() for m in args.mixings.split(",") if m.strip()):
         try:
-            fit = Fit(target, SeparationOptions(mixing=kind, device=str(dev)), [0], dev,
+            fit = Fit(target, SeparationOptions(device=str(dev), **method_options(kind)), [0], dev,
                       mix if kind == "estimate" else None)
             trace = None if args.no_trace or i > 0 else os.path.join(args.out, "profile_trace.json.gz")
             profile_steps(fit, args.epochs, dev, out, f"mixing={kind}", args.top, trace)

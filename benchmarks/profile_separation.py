@@ -102,7 +102,8 @@ def main() -> None:
     for filters in args.filters.split(","):
         res = {}
         for label, fast in (("plain", False), ("fast", True)):
-            opts = SeparationOptions(filters=filters, fast=fast, device=args.device, mixing="learn")
+            opts = SeparationOptions(method="paper", device=args.device, experimental={"fast": fast},
+                                     learned={"filters": filters, "exclusion_balance": True, "exclusion_input": 1.0})
             fit = Fit(target, opts, [0], dev)
             res[label] = profile(fit, args.epochs, args.device)
         print(f"\n{filters} filters: wall s/epoch plain {res['plain'][2]:.4f}, fast {res['fast'][2]:.4f} "

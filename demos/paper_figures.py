@@ -45,10 +45,15 @@ def _job(job: dict):
     from ptycho_ddip.separation.separate import separate
 
     b = blend(make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"]).normalized())
-    opts = SeparationOptions(filters=job["filters"], gamma_excl=job["gamma"], epochs=job["epochs"],
-                             ensemble=job["ensemble"], seed=job["seed"], threads=1, device="cpu",
-                             monitor_every=max(job["epochs"] // 20, 1), exclusion_input=job["exclusion_input"],
-                             select=job["select"], mixing=job.get("mixing", "learn"))
+    if job["method"] == "paper":  # the learnable mixing with the remedies of docs/separation_stability.md 1-12
+        anchor = 1.0 if job["exclusion_input"] is None else job["exclusion_input"]
+        select = job["select"] or ("crosstalk" if job["filters"] == "kernel" else "final")
+        method = {"method": "paper", "select": select,
+                  "learned": {"filters": job["filters"], "exclusion_balance": True, "exclusion_input": anchor}}
+    else:
+        method = {"method": "estimate", "select": job["select"]}
+    opts = SeparationOptions(gamma_excl=job["gamma"], epochs=job["epochs"], ensemble=job["ensemble"], seed=job["seed"],
+                             threads=1, device="cpu", monitor_every=max(job["epochs"] // 20, 1), **method)
     t0 = time.perf_counter()
     res = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
     return job, res, time.perf_counter() - t0
@@ -117,12 +122,13 @@ def main() -> None:
     ap.add_argument("--validation-seeds", default="", metavar="S1,S2",
                     help="extra seeds (phantom layout and fit) whose sweeps enter only the automatic-gamma table")
     ap.add_argument("--exclusion-input", type=float, default=None,
-                    help="input-anchored exclusion weight (default: the schedule's; 0 reproduces docs/results.md)")
-    ap.add_argument("--mixing", choices=("learn", "estimate"), default="learn",
-                    help="the paper's learnable mixing (default here: the figures compare its filter types and "
-                         "gammas) or the package default, the estimated mixing")
+                    help="input-anchored exclusion weight of --method paper (default 1; 0 reproduces "
+                         "docs/results.md)")
+    ap.add_argument("--method", choices=("paper", "estimate"), default="paper",
+                    help="the paper's learnable mixing with the balanced, input-anchored exclusion (default here: the "
+                         "figures compare its filter types and gammas) or the package default, the estimated mixing")
     ap.add_argument("--select", choices=("final", "crosstalk"), default=None,
-                    help="iterate returned for slice 2 (default: the package's, crosstalk with kernels)")
+                    help="iterate returned for slice 2 (default: crosstalk with kernels, final with shallow DIPs)")
     args = ap.parse_args()
 
     from ptycho_ddip.phantoms import blend, make_phantom
@@ -136,7 +142,7 @@ def main() -> None:
     os.makedirs(valdir, exist_ok=True)
     seeds = [args.seed] + [int(v) for v in args.validation_seeds.split(",") if v.strip()]
     base = {"size": args.size, "seed": args.seed, "exclusion_input": args.exclusion_input, "select": args.select,
-            "mixing": args.mixing}
+            "method": args.method}
     jobs = []
     for ph in PHANTOMS:
         for seed in seeds:
@@ -163,7 +169,7 @@ def main() -> None:
           + (f" --select {args.select}" if args.select else "")
           + f" --out {args.out}` in {total / 60:.0f} min on "
           f"{platform.machine()} ({os.cpu_count()} CPUs), {args.workers} single-thread processes, ptycho_ddip "
-          "defaults otherwise (schedule `balanced`, fast path, float32). One seed per setting: single DDIP fits "
+          f"defaults otherwise (method `{args.method}`, fast path, float32). One seed per setting: single DDIP fits "
           "vary from seed to seed (docs/separation_stability.md), so read trends, not third digits.", ""]
     summary: dict = {"args": vars(args), "phantoms": {}}
     for ph in PHANTOMS:

@@ -1,6 +1,6 @@
 """Demo: blend an au-nio phantom with the paper's crosstalk model, separate it with DDIP, score it.
 
-    python demos/separate_synthetic.py [--size 128] [--epochs 500] [--mixing estimate] [--out demo_out]
+    python demos/separate_synthetic.py [--size 128] [--epochs 500] [--method estimate] [--out demo_out]
 
 Prints the metrics of the inputs and the separated slices side by side (ghost-to-signal ratio, correlation with
 the true slice, PSNR, SSIM) and writes ``OUT/separate_synthetic.h5`` + ``.png`` (inputs, outputs, truth, loss
@@ -22,9 +22,9 @@ def main() -> None:
     ap.add_argument("--phantom", default="au-nio", choices=("au-nio", "zp-nio"))
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=500)
-    ap.add_argument("--mixing", default="estimate", choices=("estimate", "learn"),
+    ap.add_argument("--method", default="estimate", choices=("estimate", "paper"),
                     help="estimated mixing held fixed (the default) or the paper's learnable mixing")
-    ap.add_argument("--filters", default="kernel", choices=("kernel", "dip"), help="with --mixing learn")
+    ap.add_argument("--filters", default="kernel", choices=("kernel", "dip"), help="with --method paper")
     ap.add_argument("--gamma-excl", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="demo_out")
@@ -33,14 +33,14 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     ph = make_phantom(args.phantom, (args.size, args.size), seed=args.seed)
     b = blend(ph.normalized())
-    opts = SeparationOptions(filters=args.filters, gamma_excl=args.gamma_excl, epochs=args.epochs, seed=args.seed,
-                             mixing=args.mixing)
+    opts = SeparationOptions(method=args.method, gamma_excl=args.gamma_excl, epochs=args.epochs, seed=args.seed,
+                             learned={"filters": args.filters} if args.method == "paper" else None)
     t0 = time.perf_counter()
     res = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts)
     dt = time.perf_counter() - t0
     m_in = separation_metrics(b.inputs, b.truth, b.ghosts)
     m_out = separation_metrics(res.separated, b.truth, b.ghosts)
-    how = "estimated mixing" if opts.mixing == "estimate" else f"learnable mixing, {args.filters} filters"
+    how = "estimated mixing" if opts.method == "estimate" else f"learnable mixing, {args.filters} filters"
     print(f"\n{args.phantom} {args.size}x{args.size}, {how}, gamma_excl {opts.gamma_excl}, "
           f"{args.epochs} epochs, {dt:.1f} s ({dt / args.epochs:.3f} s/epoch); final alpha {res.alpha.round(3)}")
     print(f"{'slice':>5} {'metric':>16} {'input':>9} {'separated':>10}")

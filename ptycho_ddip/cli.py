@@ -56,15 +56,29 @@ def _filters_arg(s: str) -> list:
     return values
 
 
-def _kernel_size_arg(s: str):
-    try:
-        values = [int(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an odd integer or LP,HP, got {s!r}") from None
-    if len(values) not in (1, 2) or any(v < 3 or v % 2 == 0 for v in values):
-        raise argparse.ArgumentTypeError(f"kernel sizes must be odd integers >= 3 (one, or low-pass,high-pass), "
-                                         f"got {s!r}")
-    return values[0] if len(values) == 1 else tuple(values)
+#: flags of older versions -> what replaced them (hidden; they stop with this message)
+_OLD_SEPARATE_FLAGS = {
+    "--schedule": "--schedule was replaced by --method (balanced -> estimate, paper -> paper)",
+    "--mixing": "--mixing was replaced by --method (estimate -> estimate, learn -> paper)",
+    "--mixing-fit": "--mixing-fit was removed: the estimated mixing's fit always fits each slice to its own unmixed "
+                    "slice (the old 'unmixed')",
+    "--exclusion-input": "--exclusion-input was removed: set learned.exclusion_input in a --config file "
+                         "(with --method paper)",
+    "--select-estimate": "--select-estimate was removed: set learned.select_estimate in a --config file "
+                         "(with --method paper)",
+    **{flag: f"{flag} was removed: the option failed validation (docs/separation_stability.md)"
+       for flag in ("--gamma-ramp", "--exclusion-coarse", "--kernel-size", "--band-constraint", "--filter-blur")},
+}
+
+
+class _OldFlag(argparse.Action):
+    """A flag of an older version: stops parsing with the message of :data:`_OLD_SEPARATE_FLAGS`."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(_OLD_SEPARATE_FLAGS[option_string])
 
 
 @command("separate", "separate crosstalk-contaminated slice images with the modified DDIP")
@@ -77,75 +91,43 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--part", choices=("phase", "magnitude", "real", "imag"),
                    help="which part of complex input to separate")
     p.add_argument("--truth", nargs="+", metavar="TRUTH", help="true slices: record the ghost-to-signal trajectory")
-    p.add_argument("--mixing", choices=("estimate", "learn"),
+    p.add_argument("--method", choices=("estimate", "paper"),
                    help="estimate (default): estimate the mixing first as isotropic linear filters and fit the image "
-                        "DIPs with it held fixed, so the ghost cannot come back; learn: the paper's learnable mixing "
-                        "(weight DIP and --filters) (docs/separation_stability.md section 14)")
+                        "DIPs with it held fixed, so the ghost cannot come back; paper: the paper's learnable mixing "
+                        "(weight DIP and --filters), its published recipe")
     p.add_argument("--mixing-sigmas", type=_csv(float), metavar="S1,S2,...",
-                   help="widths (px) of the Gaussian blurs the estimated transfer functions are made of "
-                        "(default 0.5,1,1.5,2,3,4,6)")
-    p.add_argument("--mixing-iters", type=int, metavar="N", help="iterations of the mixing estimate (default 800)")
+                   help="--method estimate: widths (px) of the Gaussian blurs the estimated transfer functions are "
+                        "made of (default 0.5,1,1.5,2,3,4,6)")
+    p.add_argument("--mixing-iters", type=int, metavar="N",
+                   help="--method estimate: iterations of the mixing estimate (default 800)")
     p.add_argument("--mixing-blur", type=float, metavar="PX",
-                   help="Gaussian blur (px) of the inputs for the mixing estimate only; about 1.5 for noisy data "
-                        "(default 0)")
-    p.add_argument("--mixing-fit", choices=("unmixed", "mixed"),
-                   help="data term of the image DIPs with the estimated mixing: unmixed (default), each slice fits "
-                        "its own unmixed slice; mixed, the synthesis fits the inputs (the paper's mismatch)")
+                   help="--method estimate: Gaussian blur (px) of the inputs for the mixing estimate only; about 1.5 "
+                        "for noisy data (default 0)")
     p.add_argument("--filters", type=_filters_arg, metavar="kernel|dip[,...]",
-                   help="ghost filters of the learnable mixing (--mixing learn): 7x7 kernels or shallow DIPs; a "
-                        "list (kernel,dip) runs a sweep")
+                   help="--method paper: ghost filters, 7x7 kernels (default) or shallow DIPs; a list (kernel,dip) "
+                        "runs a sweep")
     p.add_argument("--ghost-kinds", type=_csv(str), metavar="K1,K2",
                    help="ghost band on each slice, e.g. lowpass,highpass (default) or highpass,lowpass")
     p.add_argument("--gamma-excl", type=_gamma_arg, metavar="G|G1,G2,...|auto",
-                   help="exclusion-loss weight (default 0 with the estimated mixing; with --mixing learn 0.5 kernels / "
+                   help="exclusion-loss weight (default 0 with the estimated mixing; with --method paper 0.5 kernels / "
                         "0.1 DIPs); a list runs "
-                        "a sweep (one result per setting, a comparison figure and a metrics table); 'auto' fits every "
-                        "candidate (kernels 0.1-1, DIPs 0.02-0.4) and keeps the one with the smallest truth-free "
-                        "crosstalk estimate")
-    p.add_argument("--gamma-ramp", type=float, metavar="R",
-                   help="raise the exclusion weight linearly to (1 + R) x gamma over the first 2000 epochs "
-                        "(docs/separation_stability.md section 8)")
-    p.add_argument("--exclusion-input", type=float, metavar="W",
-                   help="weight (relative to gamma) of the exclusion between each slice receiving a high-pass "
-                        "ghost and the input of each slice receiving a low-pass ghost; 0 = off "
-                        "(docs/separation_stability.md section 9)")
-    p.add_argument("--exclusion-coarse", type=float, metavar="W",
-                   help="weight (relative to gamma) of the exclusion between each slice receiving a low-pass ghost "
-                        "and the input of each slice receiving a high-pass ghost, at the coarse scales (4-16 px); "
-                        "0 = off (docs/separation_stability.md section 11)")
+                        "a sweep (one result per setting, a comparison figure and a metrics table); 'auto' (--method "
+                        "paper only) fits every candidate (kernels 0.1-1, DIPs 0.02-0.4) and keeps the one with the "
+                        "smallest truth-free crosstalk estimate")
     p.add_argument("--epochs", type=int,
                    help="fitting epochs (default 2000); with the estimated mixing, 0 returns the unmixed slices "
                         "(seconds, no network prior)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--schedule", choices=("balanced", "paper"),
-                   help="balanced (default: estimated mixing, gradient-balanced exclusion; stays clean over long "
-                        "fits) or paper (the published recipe: learnable mixing)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 0.001)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--ensemble", type=int, help="K members with seeds seed..seed+K-1: mean and per-pixel std")
     p.add_argument("--member-batch", type=int, metavar="B",
                    help="ensemble members fitted together in one batched network (default: all on CUDA, 1 on CPU)")
-    p.add_argument("--kernel-size", type=_kernel_size_arg, metavar="S|LP,HP",
-                   help="support of the kernel filters in px (odd; default 7 as in the paper), or low-pass,high-pass "
-                        "sizes; wider kernels start as the same 7x7 filter and can learn a wider ghost; use with "
-                        "--band-constraint")
-    p.add_argument("--band-constraint", action="store_true", default=None,
-                   help="keep kernel filters in their band (low-pass non-negative, high-pass zero-sum); measured "
-                        "in docs/separation_stability.md section 6")
-    p.add_argument("--filter-blur", type=float, metavar="PX",
-                   help="Gaussian blur (px) after each low-pass shallow-DIP filter (default 0 = none, as in the "
-                        "paper); it cleaned slice 1 on the blends it was tried on but not on new ones "
-                        "(docs/separation_stability.md section 13); kernel filters ignore it")
     p.add_argument("--select", choices=("final", "crosstalk", "loss"),
                    help="iterate returned: loss (default with the estimated mixing), each slice's iterate closest to "
-                        "its unmixed slice; final, the last one; crosstalk (default with --mixing learn and kernel "
-                        "filters), for each slice receiving a high-pass ghost the kept one (every 50 epochs from "
-                        "100) scored cleanest by truth-free crosstalk estimates (--select-estimate; "
-                        "docs/separation_stability.md sections 10-12)")
-    p.add_argument("--select-estimate", choices=("rank", "partial", "plain"),
-                   help="how --select crosstalk scores the kept iterates: the sum of their ranks under the plain and "
-                        "the partial crosstalk estimate (default), or one of the two alone "
-                        "(docs/separation_stability.md sections 10-12)")
+                        "its unmixed slice; final (default with --method paper), the last one; crosstalk (--method "
+                        "paper), for each slice receiving a high-pass ghost the kept one (every 50 epochs from 100) "
+                        "scored cleanest by truth-free crosstalk estimates")
     p.add_argument("--seed-for", choices=("ptyrad", "foldslice", "ptychodus", "ptypy", "adorym", "npy"),
                    help="write the separated slices back into the input reconstruction's object (separated part inside "
                         "the scanned box, the rest unchanged) as the initial object that tool loads: OUT_seed_TOOL.ext "
@@ -154,6 +136,8 @@ def _add_separate(p: argparse.ArgumentParser) -> Callable:
                    help="keep the separated slices every K epochs: saved in OUT.h5 (snapshots, snapshot_epochs) "
                         "and drawn in OUT_snapshots.png, to see whether a ghost comes back along the fit")
     add_run_flags(p, "separation")
+    for flag in _OLD_SEPARATE_FLAGS:
+        p.add_argument(flag, action=_OldFlag)
     return _run_separate
 
 
@@ -183,34 +167,36 @@ def add_run_flags(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def separation_options_from_args(args: argparse.Namespace, base: Optional[dict] = None):
+    """:class:`SeparationOptions` from a config table ``base`` (nested tables for the option groups) and the flags,
+    which win; the flags of the estimate and of the learnable mixing go into their groups."""
     from .separation.options import SeparationOptions
 
     d = dict(base or {})
     filters = args.filters[0] if isinstance(args.filters, list) else args.filters
     gamma = args.gamma_excl[0] if isinstance(args.gamma_excl, list) else args.gamma_excl
     gamma = None if gamma == "auto" else gamma
-    flags = {"mixing": getattr(args, "mixing", None), "mixing_sigmas": getattr(args, "mixing_sigmas", None),
-             "mixing_iters": getattr(args, "mixing_iters", None), "mixing_blur": getattr(args, "mixing_blur", None),
-             "mixing_fit": getattr(args, "mixing_fit", None),
-             "filters": filters, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
-             "epochs": args.epochs, "lr": args.lr, "schedule": args.schedule, "seed": args.seed,
+    flags = {"method": args.method, "ghost_kinds": args.ghost_kinds, "gamma_excl": gamma,
+             "epochs": args.epochs, "lr": args.lr, "seed": args.seed,
              "device": args.device, "threads": args.threads, "ensemble": args.ensemble,
-             "checkpoint_every": args.checkpoint_every, "member_batch": getattr(args, "member_batch", None),
-             "snapshot_every": getattr(args, "snapshot_every", None),
-             "band_constraint": getattr(args, "band_constraint", None),
-             "kernel_size": getattr(args, "kernel_size", None),
-             "filter_blur": getattr(args, "filter_blur", None),
-             "gamma_ramp": getattr(args, "gamma_ramp", None),
-             "exclusion_input": getattr(args, "exclusion_input", None),
-             "exclusion_coarse": getattr(args, "exclusion_coarse", None), "select": getattr(args, "select", None),
-             "select_estimate": getattr(args, "select_estimate", None)}
+             "checkpoint_every": args.checkpoint_every, "member_batch": args.member_batch,
+             "snapshot_every": args.snapshot_every, "select": args.select}
     d.update({k: v for k, v in flags.items() if v is not None})
+    groups = {"estimate": {"sigmas_px": args.mixing_sigmas, "iters": args.mixing_iters, "blur_px": args.mixing_blur},
+              "learned": {"filters": filters}}
+    method = d.get("method", "estimate")
+    for name, values in groups.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if values and (name == "estimate") != (method == "estimate"):
+            raise ValueError("--filters sets the ghost filters of the learnable mixing: add --method paper"
+                             if name == "learned" else
+                             "--mixing-sigmas/--mixing-iters/--mixing-blur set the mixing estimate of --method "
+                             "estimate, not of --method paper")
+        if values:
+            d[name] = {**(d.get(name) or {}), **values}
     if args.resume:
         d["resume"] = True
     if (d.get("checkpoint_every") or d.get("resume")) and not d.get("checkpoint_path"):
         d["checkpoint_path"] = os.fspath(args.output) + ".ckpt"  # as documented: OUT.h5.ckpt
-    if "gamma_excl" not in d and "filters" in d:
-        d["gamma_excl"] = None
     return SeparationOptions.from_dict(d)
 
 
@@ -245,13 +231,13 @@ def _run_separate(args: argparse.Namespace) -> int:
             comm.agree(check_seed, args.seed_for, args.inputs, args.output, args.overwrite)
         part = args.part or default_part(args.inputs)
         gammas = args.gamma_excl if isinstance(args.gamma_excl, list) else None
-        filters = args.filters if isinstance(args.filters, list) else [opts.filters]
+        filters = args.filters if isinstance(args.filters, list) else [opts.filters or "estimate"]
         if args.gamma_excl == "auto":
-            from .separation.sweep import AUTO_GAMMAS, auto_gamma_files
+            from .separation.sweep import auto_gamma_files, auto_gammas
 
             if len(filters) > 1:
                 raise ValueError("--gamma-excl auto chooses gamma for one filter type; give one --filters")
-            res = auto_gamma_files(args.inputs, args.output, opts, AUTO_GAMMAS[opts.filters], part=args.part,
+            res = auto_gamma_files(args.inputs, args.output, opts, auto_gammas(opts), part=args.part,
                                    truth_sources=args.truth, overwrite=args.overwrite,
                                    progress=comm.is_root and cli_progress(args.no_progress), comm=comm)
             if res is not None:

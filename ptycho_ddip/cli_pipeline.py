@@ -37,7 +37,9 @@ def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--slice-spacing-m", type=float, metavar="D",
                    help="slices at 0, D, 2D, ... (pass1.n_slices of them, default 2), m, for both passes; needed for "
                         "CXI data, which record no slice positions")
-    p.add_argument("--filters", choices=("kernel", "dip"), help="DDIP ghost filters")
+    p.add_argument("--method", choices=("estimate", "paper"),
+                   help="DDIP method: the estimated mixing (default) or the paper's learnable mixing")
+    p.add_argument("--filters", choices=("kernel", "dip"), help="DDIP ghost filters of --method paper")
     p.add_argument("--ensemble", type=int, help="DDIP ensemble members (spread over MPI ranks)")
     p.add_argument("--seed", type=int, help="seed of every stage")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device of every stage")
@@ -63,7 +65,7 @@ def pipeline_options_from_args(args: argparse.Namespace):
     sets = {"pass1": {"epochs": args.epochs_pass1, "batch_size": args.batch_size, "init": args.init,
                       "lr_schedule": args.lr_schedule,
                       "xrf_elements": args.xrf_elements, "seed": args.seed, "device": args.device},
-            "separation": {"epochs": args.epochs_separation, "filters": args.filters, "ensemble": args.ensemble,
+            "separation": {"epochs": args.epochs_separation, "method": args.method, "ensemble": args.ensemble,
                            "seed": args.seed, "device": args.device, "threads": args.threads},
             "pass2": {"epochs": args.epochs_pass2, "batch_size": args.batch_size, "seed": args.seed,
                       "lr_schedule": args.lr_schedule,
@@ -75,8 +77,8 @@ def pipeline_options_from_args(args: argparse.Namespace):
             args, stages["pass1"].get("n_slices") or 2)
     for name, flags in sets.items():
         stages[name].update({k: v for k, v in flags.items() if v is not None})
-    if args.filters is not None and "gamma_excl" not in (config.get("separation") or {}):
-        stages["separation"]["gamma_excl"] = None  # the default of the chosen filter type
+    if args.filters is not None:  # the learnable mixing's group
+        stages["separation"]["learned"] = {**(stages["separation"].get("learned") or {}), "filters": args.filters}
     config.update(stages)
     where = args.config + " (or the command line)" if args.config else "command line"
     try:

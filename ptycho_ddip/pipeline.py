@@ -62,7 +62,7 @@ SEEDS = ("separated", "ghost_removed")
 STAGES = ("pass1", "separation", "pass2", "report")
 #: options that may change between runs of the same OUTDIR (they do not change the result)
 RUN_CONTROL = ("checkpoint_every", "separation_checkpoint_every", "pass1.device", "pass2.device",
-               "separation.device", "separation.threads", "separation.log_every")
+               "separation.device", "separation.threads", "separation.experimental.log_every")
 _MANAGED = ("checkpoint_every", "checkpoint_path", "resume")
 
 
@@ -649,7 +649,7 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
     t0 = time.perf_counter()
     if not skip("separation"):
         sep = options.separation
-        how = "estimated mixing" if sep.mixing == "estimate" else f"learnable mixing, {sep.filters} filters"
+        how = "estimated mixing" if sep.method == "estimate" else f"learnable mixing, {sep.filters} filters"
         say(f"[pipeline] separation: DDIP of the {options.part}, {sep.epochs} epochs, {how}, "
             f"ensemble {sep.ensemble}")
         _separation_stage(p1, dataset, options, paths, comm, progress)

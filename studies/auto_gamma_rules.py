@@ -33,8 +33,9 @@ def _fit(job: tuple) -> str:
     path = os.path.join(runs, f"{ph}_{f}_g{g:g}_s{seed}.npz")
     if not os.path.exists(path):
         b = blend(make_phantom(ph, (size, size), seed=0).normalized())
-        opts = SeparationOptions(filters=f, gamma_excl=g, epochs=epochs, seed=seed, threads=1, device="cpu",
-                                 monitor_every=50, snapshot_every=50, mixing="learn")
+        opts = SeparationOptions(gamma_excl=g, epochs=epochs, seed=seed, threads=1, device="cpu", monitor_every=50,
+                                 snapshot_every=50, method="paper", select="crosstalk" if f == "kernel" else "final",
+                                 learned={"filters": f, "exclusion_balance": True, "exclusion_input": 1.0})
         r = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
         np.savez(path, inputs=r.inputs, loss=r.loss, snapshots=r.snapshots, snapshot_epochs=r.snapshot_epochs,
                  truth=b.truth, ghosts=b.ghosts)

@@ -35,33 +35,39 @@ ALL_BLENDS = {**BLENDS, **HELD_OUT}
 
 
 def variants() -> dict:
-    """Named option sets compared by the validation (overrides of SeparationOptions)."""
-    from ptycho_ddip.separation.options import SCHEDULES  # noqa: F401  (documents that schedules exist)
-
+    """Named option sets compared by the validation (overrides of SeparationOptions; with method="paper" the job's
+    filter type goes into ``learned``). Variants of options that failed validation were removed with them."""
     return {
-        "paper": {"schedule": "paper"},
+        "paper": {"method": "paper"},
         "default": {},
-        # the learnable mixing with the rest of the default (the default before the estimated mixing)
-        "learn": {"mixing": "learn"},
+        # the learnable mixing with the remedies of sections 1-12 (the default before the estimated mixing; the
+        # crosstalk selection with kernel filters only)
+        "learn": {"method": "paper", "learned": {"exclusion_balance": True, "exclusion_input": 1.0},
+                  "select": "crosstalk"},
         # the estimated mixing alone: the unmixed slices, no network fit
         "unmix": {"epochs": 0},
         # the estimated mixing without the exclusion terms in the network fit (the default since round 10)
-        "est_g0": {"gamma_excl": 0.0, "exclusion_input": 0.0},
+        "est_g0": {"gamma_excl": 0.0},
         # the estimated mixing with the exclusion (gamma 0.5, input anchor) in the network fit
         "est_excl": {"gamma_excl": 0.5},
-        # the paper's data term (the synthesis M Y fits I) instead of each Y_i fitting (M^-1 I)_i, with and
-        # without the exclusion (the first is section 14's first draft of the default)
-        "fit_mixed": {"mixing_fit": "mixed", "gamma_excl": 0.5},
-        "fit_mixed_g0": {"mixing_fit": "mixed", "gamma_excl": 0.0},
-        # candidates measured in docs/separation_stability.md (all on top of the paper schedule)
-        "reg_all": {"schedule": "paper", "weight_reg_epochs": 10**9},
-        "gnorm_reg": {"schedule": "paper", "ghost_norm": True, "weight_reg_epochs": 10**9},
-        "excl_ghost": {"schedule": "paper", "exclusion_ghost": 1.0},
-        "balance": {"schedule": "paper", "exclusion_balance": True},
-        "gnorm": {"schedule": "paper", "ghost_norm": True},
-        "balance_reg": {"schedule": "paper", "exclusion_balance": True, "weight_reg_epochs": 10**9},
-        "cosine": {"lr_schedule": "cosine"},
+        # candidates measured in docs/separation_stability.md (all on top of the paper's recipe)
+        "reg_all": {"method": "paper", "learned": {"weight_reg_epochs": 10**9}},
+        "balance": {"method": "paper", "learned": {"exclusion_balance": True}},
+        "balance_reg": {"method": "paper", "learned": {"exclusion_balance": True, "weight_reg_epochs": 10**9}},
     }
+
+
+def job_options(job: dict):
+    """The SeparationOptions of a job: its variant's overrides, the job's filter type for method="paper"."""
+    from ptycho_ddip.separation.options import SeparationOptions
+
+    over = dict(job["overrides"])
+    if over.get("method") == "paper":
+        over["learned"] = {**over.get("learned", {}), "filters": job["filters"]}
+        if over.get("select") == "crosstalk" and job["filters"] != "kernel":
+            over["select"] = "final"
+    return SeparationOptions.from_dict({"epochs": job["epochs"], "seed": job["seed"],
+                                        "monitor_every": job["monitor_every"], "threads": 1, **over})
 
 
 def _run(job: dict) -> dict:
@@ -71,14 +77,12 @@ def _run(job: dict) -> dict:
     from ptycho_ddip.phantoms import blend, make_phantom
     from ptycho_ddip.plotting import separation_figure
     from ptycho_ddip.separation.metrics import separation_metrics
-    from ptycho_ddip.separation.options import SeparationOptions
     from ptycho_ddip.separation.separate import separate
 
     f1, f2, alpha, _ = ALL_BLENDS[job["blend"]]
     ph = make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"])
     b = blend(ph.normalized(), alpha=alpha, filters=(f1, f2), noise=job.get("noise", 0.0), seed=job["seed"])
-    opts = SeparationOptions.from_dict({"filters": job["filters"], "epochs": job["epochs"], "seed": job["seed"],
-                                        "monitor_every": job["monitor_every"], "threads": 1, **job["overrides"]})
+    opts = job_options(job)
     t0 = time.perf_counter()
     res = separate(b.inputs, opts, truth=b.truth, ghosts=b.ghosts, progress=False)
     dt = time.perf_counter() - t0
@@ -88,7 +92,7 @@ def _run(job: dict) -> dict:
     cols = list(res.monitor_columns)
     mon = res.monitor
     row = {**{k: job[k] for k in ("phantom", "blend", "filters", "variant", "size", "seed")}, "epochs": epochs,
-           "noise": job.get("noise", 0.0), "mixing": opts.mixing, "seconds": dt, "s_per_epoch": dt / max(epochs, 1),
+           "noise": job.get("noise", 0.0), "method": opts.method, "seconds": dt, "s_per_epoch": dt / max(epochs, 1),
            "alpha": res.alpha.tolist(),
            "gamma_excl": opts.gamma_excl}
     for i in (1, 2):

@@ -177,8 +177,8 @@ def test_outputs_follow_the_umask_and_killed_writers_leave_no_temporaries(files)
 
 
 def test_a_sweep_says_what_it_wrote(files, capsys):
-    assert main(["separate", str(files / "good.npy"), "-o", str(files / "sw.h5"), "--mixing", "learn",
-                 "--gamma-excl", "0.1,0.2", "--epochs", "2", *FAST]) == 0
+    assert main(["separate", str(files / "good.npy"), "-o", str(files / "sw.h5"), "--method", "paper",
+                 "--gamma-excl", "0.1,0.2", "--epochs", "2", *FAST[2:]]) == 0  # FAST[2:]: no mixing estimate
     out = capsys.readouterr().out
     assert "wrote 2 results" in out and "sw_sweep.png" in out
 
@@ -197,7 +197,7 @@ def test_a_pipeline_directory_is_tied_to_its_datasets_content_not_its_path(tmp_p
                                      step_px=8.0, dose=1e4, seed=seed), overwrite=True)
 
     opts = {"pass1": {"epochs": 1, "batch_size": 8, "device": "cpu"},
-            "separation": {"epochs": 1, "threads": 1, "device": "cpu", "mixing_iters": 10},
+            "separation": {"epochs": 1, "threads": 1, "device": "cpu", "estimate": {"iters": 10}},
             "pass2": {"epochs": 1, "batch_size": 8, "device": "cpu"}}
     data, run = str(tmp_path / "data.h5"), str(tmp_path / "run")
     make(0, data)

@@ -1,5 +1,7 @@
 """`ptycho-ddip separate` end to end: outputs, refusal to overwrite, bad inputs give clear errors and write nothing."""
+import json
 import os
+import re
 
 import h5py
 import numpy as np
@@ -48,10 +50,9 @@ def test_snapshot_every_saves_the_slices_along_the_fit_and_a_filmstrip(tmp_path,
     out = str(tmp_path / "sep.h5")
     assert main(["separate", inp, "-o", out, "--epochs", "6", "--snapshot-every", "2", "--no-progress",
                  "--mixing-iters", "100",
-                 "--kernel-size", "9,7", "--band-constraint", "--exclusion-input", "0.5", "--select", "final"]) == 0
+                 "--mixing-blur", "0.5", "--select", "final"]) == 0
     res = read_separation_result(out)
-    assert list(res["config"]["kernel_size"]) == [9, 7] and res["config"]["band_constraint"] is True
-    assert res["config"]["exclusion_input"] == 0.5 and res["config"]["select"] == "final"
+    assert res["config"]["estimate"]["blur_px"] == 0.5 and res["config"]["select"] == "final"
     assert list(res["extra"]["snapshot_epochs"]) == [2, 4, 6]
     np.testing.assert_allclose(res["extra"]["snapshots"][-1], res["separated"], atol=1e-9)
     assert res["config"]["snapshot_every"] == 2
@@ -79,8 +80,10 @@ def test_two_files_and_hdf5_complex_with_part(tmp_path):
     np.save(b, rng.random((40, 40)))
     out2 = str(tmp_path / "s2.h5")
     assert main(["separate", str(a), str(b), "-o", out2, "--epochs", "2", "--no-progress", "--filters", "dip",
-                 "--mixing", "learn"]) == 0
-    assert read_separation_result(out2)["config"]["gamma_excl"] == 0.1  # shallow-DIP filters, learnable mixing
+                 "--method", "paper"]) == 0
+    config = read_separation_result(out2)["config"]
+    assert config["gamma_excl"] == 0.1 and config["learned"]["filters"] == "dip"  # shallow DIPs, learnable mixing
+    assert config["method"] == "paper" and config["estimate"] is None
 
 
 def _bad_inputs(tmp_path):
@@ -140,3 +143,53 @@ def test_truth_of_other_shape_is_rejected(tmp_path, pair, capsys):
     out = tmp_path / "x.h5"
     assert main(["separate", inp, "-o", str(out), "--truth", str(t), "--epochs", "2", "--no-progress"]) == 2
     assert "t.npy" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--filters", "dip"], "--filters sets the ghost filters of the learnable mixing: add --method paper"),
+    (["--method", "paper", "--mixing-iters", "10"], "--mixing-sigmas/--mixing-iters/--mixing-blur set the mixing "
+                                                    "estimate of --method estimate"),
+    (["--gamma-excl", "auto"], "--gamma-excl auto chooses the exclusion weight of the learnable mixing "
+                               r"\(--method paper\)"),
+    (["--select", "crosstalk"], "select='crosstalk' needs method='paper'"),
+])
+def test_flags_of_the_other_method_are_refused_before_anything_runs(tmp_path, pair, capsys, flags, says):
+    _, inp, _ = pair
+    assert main(["separate", inp, "-o", str(tmp_path / "x.h5"), "--epochs", "2", "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert re.search(says, err) and err.count("\n") == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["in.npy", "truth.npy"]
+
+
+@pytest.mark.parametrize("flag,says", [("--schedule", "--schedule was replaced by --method"),
+                                       ("--mixing", "--mixing was replaced by --method"),
+                                       ("--kernel-size", "--kernel-size was removed: the option failed validation"),
+                                       ("--exclusion-input", "set learned.exclusion_input in a --config file")])
+def test_flags_of_older_versions_say_what_replaced_them(tmp_path, pair, capsys, flag, says):
+    _, inp, _ = pair
+    with pytest.raises(SystemExit) as exc:
+        main(["separate", inp, "-o", str(tmp_path / "x.h5"), flag, "paper"])
+    assert exc.value.code == 2 and says in capsys.readouterr().err
+    assert not re.search(re.escape(flag) + r"(?![-\w])", main_help(capsys))  # hidden from --help
+
+
+def main_help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(["separate", "--help"])
+    return capsys.readouterr().out
+
+
+def test_config_of_an_older_version_names_the_key_and_its_replacement(tmp_path, pair, capsys):
+    _, inp, _ = pair
+    cfg = tmp_path / "old.json"
+    cfg.write_text(json.dumps({"separation": {"epochs": 2, "mixing_iters": 10}}))
+    assert main(["separate", inp, "-o", str(tmp_path / "x.h5"), "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "old.json" in err and "'mixing_iters' is now estimate.iters" in err
+    # the groups are nested tables; flags win over the config
+    cfg.write_text(json.dumps({"separation": {"epochs": 2, "method": "paper", "learned": {"filters": "dip",
+                                                                                         "weight_reg": 0.25}}}))
+    out = str(tmp_path / "y.h5")
+    assert main(["separate", inp, "-o", out, "--config", str(cfg), "--filters", "kernel", "--no-progress"]) == 0
+    learned = read_separation_result(out)["config"]["learned"]
+    assert learned["filters"] == "kernel" and learned["weight_reg"] == 0.25

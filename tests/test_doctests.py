@@ -6,7 +6,7 @@ import pytest
 import torch
 
 MODULES = ["ptycho_ddip.phantoms", "ptycho_ddip.separation.metrics", "ptycho_ddip.separation.resolution",
-           "ptycho_ddip.separation.networks",
+           "ptycho_ddip.separation.networks", "ptycho_ddip.separation.options",
            "ptycho_ddip.separation.separate"]
 
 

@@ -111,9 +111,9 @@ def test_fixed_mixing_model_reproduces_the_target_from_the_unmixed_slices():
 
 
 def test_fit_data_terms_and_the_skipped_exclusion():
-    """mixing_fit="unmixed" (default): mismatch = sum_i mean((Y_i - (M^-1 x)_i)^2); "mixed": sum_i mean(((M Y)_i -
-    x_i)^2). Both vanish at the unmixed slices; off them they are the hand-computed sums. gamma_excl = 0 (the
-    default here) records an exclusion of 0; gamma_excl = 0.5 a positive one."""
+    """The data term of the estimated mixing's fit, sum_i mean((Y_i - (M^-1 x)_i)^2): it vanishes at the unmixed
+    slices; off them it is the hand-computed sum. gamma_excl = 0 (the default here) records an exclusion of 0;
+    gamma_excl = 0.5 a positive one."""
     from ptycho_ddip.separation.separate import _member_losses
 
     b = blend(make_phantom("au-nio", (40, 40), seed=0).normalized())
@@ -129,15 +129,14 @@ def test_fit_data_terms_and_the_skipped_exclusion():
         # the model keeps its target M^-1 x in float32: equal to the float64 unmix to float32 rounding
         assert torch.allclose(model.unmixed.double(), u, rtol=0, atol=1e-6 * float(u.abs().max()))
         u = model.unmixed.double()
-        for fit in ("unmixed", "mixed"):
-            o = SeparationOptions(mixing_fit=fit)
-            assert o.gamma_excl == 0.0
-            mis0, exc0, _ = _member_losses(model, at_u, x, o, 0, pairs)
-            assert float(mis0[0]) < 1e-10 and float(exc0[0]) == 0.0
-            mis, _, _ = _member_losses(model, off, x, o, 0, pairs)
-            want = ((off["slices"][0] - u) ** 2 if fit == "unmixed" else (off["synth"][0] - x[0]) ** 2)
-            assert float(mis[0]) == pytest.approx(float(want.mean(dim=(-2, -1)).sum()), rel=1e-9)
-            assert float(mis[0]) > 1e-4
+        o = SeparationOptions()
+        assert o.gamma_excl == 0.0
+        mis0, exc0, _ = _member_losses(model, at_u, x, o, 0, pairs)
+        assert float(mis0[0]) < 1e-10 and float(exc0[0]) == 0.0
+        mis, _, _ = _member_losses(model, off, x, o, 0, pairs)
+        want = (off["slices"][0] - u) ** 2
+        assert float(mis[0]) == pytest.approx(float(want.mean(dim=(-2, -1)).sum()), rel=1e-9)
+        assert float(mis[0]) > 1e-4
         o = SeparationOptions(gamma_excl=0.5)
         _, exc, _ = _member_losses(model, off, x, o, 0, pairs)
         assert float(exc[0]) > 1e-3
@@ -158,7 +157,7 @@ def test_select_loss_keeps_each_slices_least_mismatch_iterate():
     np.testing.assert_allclose(best["y"][0, :, 0, 0].numpy(), [11.0, 10.5])
     np.testing.assert_allclose(best["val"].numpy(), [[1.0, 0.25]])
     b = blend(make_phantom("au-nio", (40, 40), seed=0).normalized())
-    kw = dict(epochs=25, mixing_iters=50, progress=False, threads=1, seed=1)
+    kw = dict(epochs=25, estimate={"iters": 50}, progress=False, threads=1, seed=1)
     loss, final = separate(b.inputs, **kw), separate(b.inputs, select="final", **kw)
     chosen = loss.config["selected_epochs"][0]
     assert loss.config["select"] == "loss" and all(0 <= e <= 25 for e in chosen)
@@ -166,7 +165,7 @@ def test_select_loss_keeps_each_slices_least_mismatch_iterate():
         if e == 25:
             np.testing.assert_allclose(loss.separated[i], final.separated[i], rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="select='loss' needs"):
-        SeparationOptions(mixing="learn", select="loss")
+        SeparationOptions(method="paper", select="loss")
     with pytest.raises(ValueError, match="select='loss' needs"):
         SeparationOptions(gamma_excl=0.5, select="loss")
     assert SeparationOptions(gamma_excl=0.5).select == "final"
@@ -174,7 +173,7 @@ def test_select_loss_keeps_each_slices_least_mismatch_iterate():
 
 def test_separate_with_zero_epochs_returns_the_unmixed_slices_and_the_mixing():
     b = blend(make_phantom("au-nio", (48, 48), seed=0).normalized())
-    res = separate(b.inputs, epochs=0, mixing_iters=100, progress=False)
+    res = separate(b.inputs, epochs=0, estimate={"iters": 100}, progress=False)
     target, _ = normalize_jointly(b.inputs)
     mix = Mixing.from_dict(res.config["mixing_estimate"])
     y = mix.unmix(target)
@@ -183,22 +182,14 @@ def test_separate_with_zero_epochs_returns_the_unmixed_slices_and_the_mixing():
     assert res.loss.shape == (0, 5)
     assert set(res.filters) == {"f_1_2", "f_2_1", "sigmas_px"}
     with pytest.raises(ValueError, match="epochs must be >= 1"):
-        SeparationOptions(mixing="learn", epochs=0)
-
-
-def test_estimated_mixing_does_not_depend_on_the_filter_type():
-    """With the estimated mixing the learnable filters are not used: kernel and shallow-DIP runs are the same fit."""
-    b = blend(make_phantom("au-nio", (48, 48), seed=0).normalized())
-    runs = [separate(b.inputs, epochs=20, mixing_iters=50, filters=f, progress=False, threads=1)
-            for f in ("kernel", "dip")]
-    assert_same_fit(runs[0].separated, runs[1].separated)
+        SeparationOptions(method="paper", epochs=0)
 
 
 def test_ghost_estimate_is_the_estimated_ghost_and_ghost_removed_the_unmixed_input():
     """With epochs=0, inputs - ghost_estimate is the unmixed input slice M^-1 I (input units) up to a constant per
     slice (the unmixing of the normalisation's offset), to float32 rounding."""
     b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized(), alpha=(0.8, 0.2), filters=("box:11", "dog:1.5,6"))
-    res = separate(b.inputs, epochs=0, mixing_iters=100, progress=False)
+    res = separate(b.inputs, epochs=0, estimate={"iters": 100}, progress=False)
     y = Mixing.from_dict(res.config["mixing_estimate"]).unmix(b.inputs)
     for i in range(2):
         diff = res.ghost_removed[i] - y[i]

@@ -151,13 +151,15 @@ def test_other_options_are_refused_and_force_redoes(run, tmp_path, capsys):
 
 def test_pipeline_options_validation_and_round_trip():
     o = PipelineOptions.from_dict({"part": "magnitude", "pass1": {"init": "xrf", "xrf_elements": {"Ni": 1}},
-                                   "separation": {"filters": "dip", "ensemble": 3, "mixing": "learn"}})
+                                   "separation": {"method": "paper", "learned": {"filters": "dip"}, "ensemble": 3}})
     assert o.separation.gamma_excl == 0.1 and o.pass1.xrf_elements == {"Ni": 1}
     assert PipelineOptions.from_json(o.to_json()) == o
     assert set(o.to_dict()) == {"pass1", "separation", "pass2", "part", "pass2_seed", "crop_to_scan",
                                 "scan_threshold", "checkpoint_every", "separation_checkpoint_every"}
     bad = [({"stage3": {}}, "unknown"), ({"pass1": {"learning_rate": 1}}, "learning_rate"),
            ({"separation": {"bogus": 1}}, "bogus"), ({"part": "real"}, "part"),
+           ({"separation": {"mixing": "learn"}}, "separation: separation option 'mixing' is now method"),
+           ({"separation": {"learned": {"filters": "dip"}}}, "'learned' options apply to method='paper'"),
            ({"pass2": {"init": "xrf", "xrf_elements": {"Ni": 1}}}, "pass2.init"),
            ({"pass1": {"checkpoint_path": "x.ckpt"}}, "managed"), ({"scan_threshold": 1.5}, "scan_threshold"),
            ({"checkpoint_every": -1}, "checkpoint_every"), ({"pass1": 3}, "pass1"),

@@ -87,7 +87,8 @@ def test_separate_prints_plain_lines_when_stderr_is_captured(capsys):
     from ptycho_ddip.separation.separate import separate
 
     b = blend(make_phantom("au-nio", (32, 32)).normalized())
-    separate(b.inputs, epochs=20, mixing_iters=10, log_every=2, progress=True, threads=1, device="cpu")
+    separate(b.inputs, epochs=20, estimate={"iters": 10}, experimental={"log_every": 2}, progress=True, threads=1,
+             device="cpu")
     err = capsys.readouterr().err
     assert "\r" not in err
     ddip = [line for line in err.splitlines() if line.startswith("DDIP: epoch")]

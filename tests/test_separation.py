@@ -1,4 +1,7 @@
-"""DDIP engine: networks, losses, model equations, determinism, resume, ensembles, N = 3, quality on a blend."""
+"""DDIP engine: networks, losses, model equations, options, determinism, resume, ensembles, N = 3, quality."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,10 +11,10 @@ from ptycho_ddip.separation.losses import exclusion_loss, exclusion_pairs, misma
 from ptycho_ddip.separation.metrics import (correlation, crosstalk_nuisance, crosstalk_regressors, explained_ratio,
                                           ghost_to_signal, separation_metrics)
 from ptycho_ddip.separation.model import DDIPModel
-from ptycho_ddip.separation.networks import (FFT_MIN_KERNEL, KernelFilter, ShallowDIPFilter, SkipDIP, correlate_kernels,
-                                            gaussian_blur)
-from ptycho_ddip.separation.options import SeparationOptions
-from ptycho_ddip.separation.separate import Fit, input_anchor_pairs, separate
+from ptycho_ddip.separation.networks import KernelFilter, ShallowDIPFilter, SkipDIP
+from ptycho_ddip.optionsbase import OptionsError
+from ptycho_ddip.separation.options import MOVED, EstimateOptions, LearnedOptions, SeparationOptions
+from ptycho_ddip.separation.separate import CHECKPOINT_FORMAT, Fit, exclusion_form, input_anchor_pairs, separate
 
 from conftest import TEST_DEVICE, assert_same_fit
 
@@ -20,6 +23,12 @@ from conftest import TEST_DEVICE, assert_same_fit
 def _seed():
     torch.manual_seed(1234)
     np.random.seed(1234)
+
+
+#: a short mixing estimate for the tests of the estimated mixing; the old default of the learnable mixing
+#: (schedule "balanced", mixing "learn"), now learned options with method="paper"
+EST = {"iters": 100}
+BAL = {"exclusion_balance": True, "exclusion_input": 1.0}
 
 
 def _small_blend(n=48, seed=0):
@@ -54,49 +63,6 @@ def test_shallow_dip_filter_can_be_negative_without_sigmoid():
     y = torch.rand(1, 1, 40, 40)
     assert float(ShallowDIPFilter("highpass")(y).detach().min()) < 0
     assert float(ShallowDIPFilter("lowpass", sigmoid=True)(y).detach().min()) >= 0
-
-
-@pytest.mark.parametrize("sigma,shape", [(1.5, (40, 52)), (0.7, (9, 12)), (4.0, (10, 30))])
-def test_gaussian_blur_equals_scipy_mirror_filter(sigma, shape):
-    """networks.gaussian_blur is scipy's gaussian_filter(mode="mirror", truncate=3) whenever the 3-sigma support
-    fits the image; on a constant it is exact (normalised kernel), and it keeps the mean of a periodic pattern."""
-    from scipy.ndimage import gaussian_filter
-
-    x = np.random.default_rng(0).random((2, *shape))
-    out = gaussian_blur(torch.from_numpy(x)[None], sigma)[0].numpy()
-    if 3 * sigma < min(shape) - 1:
-        for c in range(2):
-            np.testing.assert_allclose(out[c], gaussian_filter(x[c], sigma, mode="mirror", truncate=3.0), atol=1e-12)
-    const = gaussian_blur(torch.full((1, 1, *shape), 0.3, dtype=torch.float64), sigma)
-    np.testing.assert_allclose(const.numpy(), 0.3, atol=1e-14)
-    # a cosine of period 8 px in the interior is damped by the Gaussian's transfer exp(-2 pi^2 sigma^2 f^2)
-    if shape == (40, 52):
-        cos = np.cos(2 * np.pi * np.arange(52) / 8.0)[None].repeat(40, 0)
-        damped = gaussian_blur(torch.from_numpy(cos)[None, None], sigma)[0, 0].numpy()
-        gain = np.exp(-2 * np.pi**2 * sigma**2 / 64.0)
-        np.testing.assert_allclose(damped[:, 8:-8], gain * cos[:, 8:-8], atol=2e-3)
-
-
-def test_shallow_dip_lowpass_filter_blur_and_its_default():
-    """filter_blur puts a fixed Gaussian after the low-pass shallow-DIP filter only; off by default (the paper's
-    filter) in both schedules."""
-    y = torch.rand(1, 1, 40, 44, dtype=torch.float64)
-    lp, hp = ShallowDIPFilter("lowpass", blur=1.5).double(), ShallowDIPFilter("highpass", blur=1.5).double()
-    with torch.no_grad():
-        np.testing.assert_allclose(lp(y).numpy(), gaussian_blur(lp.net(y), 1.5).numpy(), atol=1e-14)
-        np.testing.assert_allclose(hp(y).numpy(), (y - hp.net(y)).numpy(), atol=1e-14)  # high-pass: no blur
-    assert SeparationOptions(filters="dip").filter_blur == 0.0
-    assert SeparationOptions(filters="dip", schedule="paper").filter_blur == 0.0
-    with pytest.raises(ValueError, match="filter_blur"):
-        SeparationOptions(filters="dip", filter_blur=-1.0)
-    # the model's low-pass ghost f_12(y_2) is the blurred network output; the high-pass ghost f_21(y_1) is not
-    m = DDIPModel(2, (40, 44), filters="dip", filter_blur=1.5, seed=2).double()
-    m0 = DDIPModel(2, (40, 44), filters="dip", filter_blur=0.0, seed=2).double()
-    with torch.no_grad():
-        yy = m.images()
-        np.testing.assert_allclose(m.ghost(0, 1, yy).numpy(), gaussian_blur(m0.ghost(0, 1, yy), 1.5).numpy(),
-                                   atol=1e-14)
-        np.testing.assert_allclose(m.ghost(1, 0, yy).numpy(), m0.ghost(1, 0, yy).numpy(), atol=1e-14)
 
 
 def test_exclusion_zero_for_constant_and_positive_for_identical_textures():
@@ -148,9 +114,9 @@ def test_ghost_kinds_can_be_swapped():
 
 def test_same_seed_identical_and_alphas_in_bounds():
     b = _small_blend()
-    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device=TEST_DEVICE)
-    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, mixing_iters=100, device=TEST_DEVICE)
-    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, mixing_iters=100, device=TEST_DEVICE)
+    r1 = separate(b.inputs, epochs=8, seed=5, progress=False, estimate=EST, device=TEST_DEVICE)
+    r2 = separate(b.inputs, epochs=8, seed=5, progress=False, estimate=EST, device=TEST_DEVICE)
+    r3 = separate(b.inputs, epochs=8, seed=6, progress=False, estimate=EST, device=TEST_DEVICE)
     assert_same_fit(r1.separated, r2.separated)
     assert_same_fit(r1.loss, r2.loss)
     assert not np.array_equal(r1.separated, r3.separated)
@@ -165,114 +131,14 @@ def test_same_seed_identical_and_alphas_in_bounds():
 def test_interrupted_run_resumed_ends_where_uninterrupted_run_ends(tmp_path):
     b = _small_blend()
     ck = str(tmp_path / "run.ckpt")
-    full = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device=TEST_DEVICE,
-                    weight_reg_epochs=6)
+    full = separate(b.inputs, epochs=12, seed=1, progress=False, estimate=EST, device=TEST_DEVICE)
     # "interrupted" after 6 epochs: a run of 6 epochs that checkpoints every 3
-    separate(b.inputs, epochs=6, seed=1, progress=False, mixing_iters=100, device=TEST_DEVICE, weight_reg_epochs=6,
-             checkpoint_every=3, checkpoint_path=ck)
-    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, mixing_iters=100, device=TEST_DEVICE,
-                       weight_reg_epochs=6, checkpoint_path=ck, resume=True)
+    separate(b.inputs, epochs=6, seed=1, progress=False, estimate=EST, device=TEST_DEVICE, checkpoint_every=3,
+             checkpoint_path=ck)
+    resumed = separate(b.inputs, epochs=12, seed=1, progress=False, estimate=EST, device=TEST_DEVICE,
+                       checkpoint_path=ck, resume=True)
     assert_same_fit(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
     assert_same_fit(resumed.loss, full.loss, rtol=1e-6)
-
-
-def test_band_constraint_keeps_kernels_in_their_band_on_both_paths():
-    b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized())
-    kw = dict(epochs=30, seed=1, progress=False, dtype="float64", filters="kernel", mixing="learn")
-    fast = separate(b.inputs, band_constraint=True, **kw)
-    plain = separate(b.inputs, band_constraint=True, fast=False, **kw)
-    free = separate(b.inputs, band_constraint=False, **kw)
-    for r in (fast, plain):
-        low, high = r.filters["f_1_2"], r.filters["f_2_1"]  # slice 1 receives the low-pass ghost
-        assert low.min() >= 0.0  # |K(f)| <= K(0): no high-frequency gain above the mean gain
-        assert abs(high.sum()) < 1e-12  # no DC through the high-pass filter
-    # unconstrained, Adam moves the high-pass kernel's sum off zero within 30 steps: the projection did work
-    assert abs(free.filters["f_2_1"].sum()) > 1e-4
-    np.testing.assert_allclose(fast.separated, plain.separated, rtol=1e-6, atol=1e-8)
-    # the paper schedule never constrains; the option is recorded in the result's config
-    assert SeparationOptions(schedule="paper").band_constraint is False and fast.config["band_constraint"] is True
-
-
-def test_wide_kernels_start_as_the_paper_filter_and_can_hold_a_wide_ghost():
-    # kernel_size 25 starts as the same filter function: the model's synthesis is the same at initialisation (to
-    # float32 rounding: the 25x25 kernels are applied through the FFT, the 7x7 ones by conv2d)
-    m7, m25 = DDIPModel(2, (40, 44), seed=3), DDIPModel(2, (40, 44), seed=3, kernel_size=25)
-    assert tuple(m25.filters["f_1_2"].weight.shape) == (1, 1, 25, 25)
-    with torch.no_grad():
-        torch.testing.assert_close(m7()["synth"], m25()["synth"], rtol=0, atol=2e-6)
-    # a difference-of-Gaussians ghost (1.5-6 px, blend G3) reaches well beyond 7x7: the best 7x7 kernel leaves
-    # 6 % of its variance unexplained, the best 25x25 kernel < 0.1 % (least squares over the shifted images)
-    from scipy.ndimage import gaussian_filter
-
-    x = make_phantom("au-nio", (64, 64), seed=0).normalized()[0]
-    g = gaussian_filter(x, 1.5, mode="reflect") - gaussian_filter(x, 6.0, mode="reflect")
-    resid = {}
-    for size in (7, 25):
-        r, m = size // 2, 12
-        cols = [np.roll(x, (r - dy, r - dx), (0, 1))[m:-m, m:-m].ravel() for dy in range(size) for dx in range(size)]
-        a, t = np.column_stack(cols), g[m:-m, m:-m].ravel()
-        coef = np.linalg.lstsq(a, t, rcond=None)[0]
-        resid[size] = (t - a @ coef).var() / t.var()
-        # the package's KernelFilter applies that kernel with the same convention (cross-correlation, centred)
-        f = KernelFilter("highpass", size).double()
-        with torch.no_grad():
-            f.weight.copy_(torch.tensor(coef.reshape(1, 1, size, size)))
-            out = f(torch.tensor(x)[None, None])[0, 0, m:-m, m:-m].numpy()
-        np.testing.assert_allclose(out.ravel(), a @ coef, atol=1e-10)
-    assert resid[7] > 0.03 and resid[25] < 1e-3
-    with pytest.raises(ValueError, match="odd"):
-        SeparationOptions(kernel_size=8)
-    with pytest.raises(ValueError, match="--kernel-size"):
-        separate(_small_blend().inputs, kernel_size=99, epochs=1, progress=False, mixing="learn")
-
-
-@pytest.mark.parametrize("size", [FFT_MIN_KERNEL, 25])
-def test_fft_kernel_correlation_equals_the_direct_convolution_with_its_gradients(size):
-    # wide kernels go through the FFT; values and both gradients must be those of the reflection-padded conv2d
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(size)
-    x = torch.randn(2, 3, 37, 52, generator=g, dtype=torch.float64, requires_grad=True)
-    k = torch.randn(3, 1, size, size, generator=g, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(2, 3, 37, 52, generator=g, dtype=torch.float64)
-    direct = F.conv2d(F.pad(x, (size // 2,) * 4, mode="reflect"), k, groups=3)
-    gx, gk = torch.autograd.grad((direct * w).sum(), (x, k))
-    fft = correlate_kernels(x, k)
-    fx, fk = torch.autograd.grad((fft * w).sum(), (x, k))
-    for a, b in ((fft.detach(), direct.detach()), (fx, gx), (fk, gk)):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-10 * float(b.abs().max()))
-
-
-def test_wide_band_constrained_kernels_of_two_sizes_on_both_paths():
-    b = blend(make_phantom("zp-nio", (48, 48), seed=0).normalized())
-    # low-pass 11x11 and high-pass 9x9: the fast path stacks them in one 11x11 grouped convolution with a mask
-    kw = dict(epochs=20, seed=1, progress=False, dtype="float64", filters="kernel", kernel_size=(11, 9),
-              band_constraint=True, mixing="learn")
-    fast, plain = separate(b.inputs, **kw), separate(b.inputs, fast=False, **kw)
-    np.testing.assert_allclose(fast.separated, plain.separated, rtol=1e-6, atol=1e-8)
-    low, high = fast.filters["f_1_2"], fast.filters["f_2_1"]
-    assert low.shape == (11, 11) and high.shape == (9, 9)
-    assert low.min() >= 0.0 and abs(high.sum()) < 1e-12
-    # the fit used the room outside the initial 7x7 support
-    ring = np.ones((9, 9), bool)
-    ring[1:8, 1:8] = False
-    assert np.abs(high[ring]).max() > 1e-5 and fast.config["kernel_size"] == (11, 9)
-
-
-def test_gamma_ramp_raises_the_exclusion_weight_in_the_loss():
-    o = SeparationOptions(gamma_excl=0.5, gamma_ramp=2.0, gamma_ramp_epochs=10)
-    assert [o.exclusion_weight(e) for e in (0, 5, 10, 50)] == [0.5, 1.0, 1.5, 1.5]  # linear, then held
-    # the paper recipe and the default leave gamma constant; a negative ramp is refused
-    assert SeparationOptions(schedule="paper").exclusion_weight(10_000) == 0.5
-    with pytest.raises(ValueError, match="gamma_ramp"):
-        SeparationOptions(gamma_ramp=-1.0)
-    # the fit uses the ramped weight: total = mismatch + w(e) exclusion + weight term, per recorded epoch
-    r = separate(_small_blend().inputs, epochs=8, seed=1, progress=False, dtype="float64", gamma_ramp=3.0,
-                 gamma_ramp_epochs=4, weight_reg_epochs=2, mixing="learn")
-    w = np.array([SeparationOptions(gamma_ramp=3.0, gamma_ramp_epochs=4, mixing="learn").exclusion_weight(e)
-                  for e in range(8)])
-    np.testing.assert_allclose(r.loss[:, 1], r.loss[:, 2] + w * r.loss[:, 3] + r.loss[:, 4], rtol=1e-10)
-    assert w[0] == 0.5 and w[-1] == 2.0 and r.config["gamma_ramp"] == 3.0
 
 
 def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
@@ -284,7 +150,8 @@ def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
     b = _small_blend()
     x = b.inputs / b.inputs.max()
     for fast in (True, False):
-        o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.7, fast=fast, threads=1, mixing="learn")
+        o = SeparationOptions(method="paper", epochs=2, dtype="float64", threads=1, experimental={"fast": fast},
+                              learned={"exclusion_balance": True, "exclusion_input": 0.7})
         fit = Fit(x, o, [3], torch.device(TEST_DEVICE))
         out, losses = fit.step(0)
         y, t = out["y"][0].detach(), fit.target[0]
@@ -292,41 +159,17 @@ def test_input_anchored_exclusion_pairs_high_pass_slices_with_low_pass_inputs():
                + 0.7 * exclusion_loss(y[1][None, None], t[0][None, None], scales=3, balance=True))
         assert ref.item() > 0
         np.testing.assert_allclose(losses[0, 2].item(), ref.item(), rtol=1e-10)
-    assert SeparationOptions().exclusion_input == 1.0 and SeparationOptions(schedule="paper").exclusion_input == 0.0
-    with pytest.raises(ValueError, match="exclusion_input"):
-        SeparationOptions(exclusion_input=-1.0)
-
-
-def test_coarse_exclusion_pairs_low_pass_slices_with_high_pass_inputs_at_coarse_scales():
-    # the recorded exclusion term gains 0.6 x exclusion(y_1, I_2) at levels 2-4 only: the same as the exclusion of
-    # the 4x4-pooled images over 3 scales, balanced
-    b = _small_blend()
-    x = b.inputs / b.inputs.max()
-    pool = torch.nn.functional.avg_pool2d
-    for fast in (True, False):
-        o = SeparationOptions(epochs=2, dtype="float64", exclusion_input=0.0, exclusion_coarse=0.6, fast=fast,
-                              threads=1, mixing="learn")
-        fit = Fit(x, o, [3], torch.device(TEST_DEVICE))
-        out, losses = fit.step(0)
-        y, t = out["y"][0].detach(), fit.target[0]
-        coarse = exclusion_loss(pool(y[0][None, None], 4), pool(t[1][None, None], 4), scales=3, balance=True)
-        ref = exclusion_loss(y[0][None, None], y[1][None, None], balance=True) + 0.6 * coarse
-        assert coarse.item() > 0
-        np.testing.assert_allclose(losses[0, 2].item(), ref.item(), rtol=1e-10)
-    # first=0 is the plain multi-scale sum
-    a, c = torch.rand(1, 2, 32, 32, dtype=torch.float64), torch.rand(1, 2, 32, 32, dtype=torch.float64)
-    torch.testing.assert_close(exclusion_pairs(a, c, first=0), exclusion_pairs(a, c))
-    assert SeparationOptions(schedule="paper").exclusion_coarse == 0.0
-    with pytest.raises(ValueError, match="exclusion_coarse"):
-        SeparationOptions(exclusion_coarse=-1.0)
-    with pytest.raises(ValueError, match="exclusion_coarse_from"):
-        SeparationOptions(exclusion_coarse_from=5)
+    # the paper's recipe has no anchor; the estimated mixing's fit with gamma_excl > 0 always has it
+    assert SeparationOptions(method="paper").learned.exclusion_input == 0.0
+    assert exclusion_form(SeparationOptions(gamma_excl=0.5)) == {"balance": True, "input_weight": 1.0,
+                                                                 "input_scales": 3}
+    with pytest.raises(ValueError, match="learned.exclusion_input"):
+        SeparationOptions(method="paper", learned={"exclusion_input": -1.0})
 
 
 def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
     b = _small_blend()
-    kw = dict(seed=1, progress=False, device=TEST_DEVICE, weight_reg_epochs=6, snapshot_every=4, mixing_iters=100,
-              select="final")
+    kw = dict(seed=1, progress=False, device=TEST_DEVICE, snapshot_every=4, estimate=EST, select="final")
     full = separate(b.inputs, epochs=10, **kw)
     # every 4 epochs and at the end; the last one is the returned result, in input units
     assert list(full.snapshot_epochs) == [4, 8, 10] and full.snapshots.shape == (3, 2, 48, 48)
@@ -348,8 +191,8 @@ def test_snapshots_follow_the_fit_and_survive_a_resume(tmp_path):
 
 def test_crosstalk_selection_replaces_only_the_high_pass_slice_and_survives_a_resume(tmp_path):
     b = _small_blend()
-    kw = dict(seed=4, progress=False, device="cpu", weight_reg_epochs=6, snapshot_every=4, select_from=4,
-              select_every=4, select_guard=0.0, mixing="learn")
+    kw = dict(seed=4, progress=False, device="cpu", snapshot_every=4, method="paper",
+              learned={**BAL, "weight_reg_epochs": 6, "select_from": 4, "select_every": 4, "select_guard": 0.0})
     fin = separate(b.inputs, epochs=16, select="final", **kw)
     sel = separate(b.inputs, epochs=16, select="crosstalk", **kw)
     np.testing.assert_array_equal(sel.loss, fin.loss)  # the fit itself is the same
@@ -378,17 +221,21 @@ def test_crosstalk_selection_replaces_only_the_high_pass_slice_and_survives_a_re
     np.testing.assert_allclose(resumed.separated, sel.separated, rtol=1e-6, atol=1e-9)
 
 
-def test_selection_defaults_per_filter_type_and_schedule():
+def test_selection_defaults_per_method():
     assert SeparationOptions().select == "loss"  # the estimated mixing's fit: each slice's least-mismatch iterate
     assert SeparationOptions(gamma_excl=0.5).select == "final"  # its other fits do not drift back either
-    assert SeparationOptions(mixing="learn").select == "crosstalk"
-    assert SeparationOptions(mixing="learn", filters="dip").select == "final"
-    assert SeparationOptions(schedule="paper").select == "final"
-    assert SeparationOptions(schedule="paper").mixing == "learn" and SeparationOptions().mixing == "estimate"
+    assert SeparationOptions(method="paper").select == "final"  # the published recipe
+    assert SeparationOptions(method="paper", learned={"filters": "dip"}).select == "final"
+    assert SeparationOptions(method="paper", select="crosstalk").select == "crosstalk"
+    assert SeparationOptions().method == "estimate"
     with pytest.raises(ValueError, match="select"):
         SeparationOptions(select="best")
-    with pytest.raises(ValueError, match="select_guard"):
-        SeparationOptions(select_guard=1.5)
+    with pytest.raises(ValueError, match="select='crosstalk' needs method='paper'"):
+        SeparationOptions(select="crosstalk")
+    with pytest.raises(ValueError, match="select='loss' needs method='estimate'"):
+        SeparationOptions(method="paper", select="loss")
+    with pytest.raises(ValueError, match="learned.select_guard"):
+        SeparationOptions(method="paper", learned={"select_guard": 1.5})
 
 
 def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
@@ -399,20 +246,21 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path):
         separate(b.inputs, epochs=4, seed=2, progress=False, checkpoint_path=ck, resume=True)
 
 
-def test_resume_accepts_a_checkpoint_written_before_an_option_existed(tmp_path):
-    """A checkpoint whose config lacks an option added later (here filter_blur) resumes when the run uses that
-    option's default, and is refused when it does not."""
+def test_resume_refuses_a_checkpoint_of_another_format(tmp_path):
+    """Checkpoints carry a format version; one of another version (here a format-1 checkpoint, which had none) is
+    refused with what to do, whatever its options; the log interval may change on a resume."""
     b = _small_blend()
     ck = str(tmp_path / "run.ckpt")
-    full = separate(b.inputs, epochs=4, seed=1, progress=False)
-    separate(b.inputs, epochs=2, seed=1, progress=False, checkpoint_every=2, checkpoint_path=ck)
+    kw = dict(seed=1, progress=False, estimate=EST)
+    separate(b.inputs, epochs=2, checkpoint_every=2, checkpoint_path=ck, **kw)
     state = torch.load(ck, weights_only=False)
-    del state["config"]["filter_blur"]
+    assert state["format"] == CHECKPOINT_FORMAT
+    resumed = separate(b.inputs, epochs=3, checkpoint_path=ck, resume=True, experimental={"log_every": 1}, **kw)
+    assert_same_fit(resumed.separated, separate(b.inputs, epochs=3, **kw).separated)
+    del state["format"]
     torch.save(state, ck)
-    resumed = separate(b.inputs, epochs=4, seed=1, progress=False, checkpoint_path=ck, resume=True)
-    assert_same_fit(resumed.separated, full.separated, rtol=1e-6, atol=1e-9)
-    with pytest.raises(ValueError, match="different options"):
-        separate(b.inputs, epochs=4, seed=1, progress=False, checkpoint_path=ck, resume=True, filter_blur=1.0)
+    with pytest.raises(ValueError, match="checkpoint of format 1.*delete it or run without --resume"):
+        separate(b.inputs, epochs=4, checkpoint_path=ck, resume=True, **kw)
 
 
 def test_ensemble_mean_std_and_members():
@@ -427,26 +275,23 @@ def test_ensemble_mean_std_and_members():
     assert_same_fit(one_by_one.members[1], single.separated)
 
 
-@pytest.mark.parametrize("filters,n_slices,epochs,extra", [("kernel", 2, 10, {"mixing": "learn"}),
-                                                           ("dip", 2, 3, {"exclusion_ghost": 0.5, "mixing": "learn"}),
-                                                           ("dip", 2, 3, {"filter_blur": 1.5, "mixing": "learn"}),
-                                                           ("kernel", 3, 2, {"ghost_norm": True, "mixing": "learn",
-                                                                             "exclusion_input": 1.0}),
-                                                           ("kernel", 2, 10, {"mixing_iters": 50}),
-                                                           ("kernel", 3, 4, {"mixing_iters": 20,
-                                                                             "exclusion_ghost": 0.5})])
+@pytest.mark.parametrize("filters,n_slices,epochs,extra", [
+    ("kernel", 2, 10, {"method": "paper", "learned": {**BAL, "weight_reg_epochs": 5}}),
+    ("dip", 2, 3, {"method": "paper", "learned": {**BAL, "filters": "dip", "weight_reg_epochs": 5}}),
+    ("kernel", 3, 2, {"method": "paper", "learned": {**BAL, "weight_reg_epochs": 5}}),
+    ("kernel", 2, 10, {"estimate": {"iters": 50}}),
+    ("kernel", 3, 4, {"estimate": {"iters": 20}})])
 def test_batched_ensemble_equals_separate_runs_and_plain_path(filters, n_slices, epochs, extra):
     """The fast batched path computes the plain path's function: in float64 a member of a 3-member batch equals
-    the single plain run of its seed after some Adam steps. (Shallow-DIP filters and ghost_norm amplify rounding
-    differences 40-100x per step even in float64, hence fewer steps for them.) With the estimated mixing (the last
+    the single plain run of its seed after some Adam steps. (Shallow-DIP filters amplify rounding differences
+    40-100x per step even in float64, hence fewer steps for them.) With the estimated mixing (the last
     two cases) both paths fit the same grouped image networks; the plain path computes the losses pair by pair."""
     rng = np.random.default_rng(1)
     b = _small_blend()
     x = b.inputs if n_slices == 2 else np.concatenate([b.inputs, rng.random((1, 48, 48))])
-    kw = dict(epochs=epochs, filters=filters, progress=False, dtype="float64", device=TEST_DEVICE, weight_reg_epochs=5,
-              **extra)
+    kw = dict(epochs=epochs, progress=False, dtype="float64", device=TEST_DEVICE, **extra)
     batched = separate(x, seed=0, ensemble=3, member_batch=3, **kw)
-    plain = separate(x, seed=2, fast=False, **kw)
+    plain = separate(x, seed=2, experimental={"fast": False}, **kw)
     tol = 1e-7 if filters == "kernel" else 1e-5
     np.testing.assert_allclose(batched.members[2], plain.separated, rtol=tol, atol=tol * np.ptp(x))
     np.testing.assert_allclose(batched.alpha[2], plain.alpha, rtol=tol)
@@ -455,7 +300,7 @@ def test_batched_ensemble_equals_separate_runs_and_plain_path(filters, n_slices,
 def test_three_slices_end_to_end():
     rng = np.random.default_rng(0)
     imgs = rng.random((3, 40, 40))
-    r = separate(imgs, epochs=5, progress=False, filters="dip", mixing="learn")
+    r = separate(imgs, epochs=5, progress=False, method="paper", learned={**BAL, "filters": "dip"})
     assert r.separated.shape == (3, 40, 40) and r.alpha.shape == (3,)
     assert np.all(np.isfinite(r.separated))
     assert np.all(r.alpha > 0.05) and np.all(r.alpha < 0.95)
@@ -482,14 +327,67 @@ def test_nan_and_constant_rejected():
         separate(x, epochs=1, progress=False)
 
 
-def test_unknown_option_rejected():
-    with pytest.raises(ValueError, match="unknown separation options"):
+def test_unknown_option_rejected_and_json_round_trip():
+    with pytest.raises(OptionsError, match=r"unknown separation option\(s\) \['gama'\]"):
         SeparationOptions.from_dict({"epochs": 3, "gama": 1})
-    o = SeparationOptions(filters="dip", epochs=7)
-    assert SeparationOptions.from_json(o.to_json()) == o
-    assert o.gamma_excl == 0.0 and o.mixing_fit == "unmixed"  # estimated mixing (the default), any filters
-    assert SeparationOptions(filters="dip", mixing="learn").gamma_excl == 0.1
-    assert SeparationOptions(filters="kernel", mixing="learn").gamma_excl == 0.5
+    with pytest.raises(OptionsError, match=r"unknown learned option\(s\) \['filter'\]"):
+        SeparationOptions.from_dict({"method": "paper", "learned": {"filter": "dip"}})
+    for o in (SeparationOptions(epochs=7, estimate={"iters": 9}),
+              SeparationOptions(method="paper", learned={"filters": "dip"}, experimental={"channels": [4, 8],
+                                                                                           "skip_channels": [0, 2]})):
+        assert SeparationOptions.from_json(o.to_json()) == o
+        assert SeparationOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+    assert SeparationOptions().gamma_excl == 0.0  # estimated mixing (the default)
+    assert SeparationOptions(method="paper", learned={"filters": "dip"}).gamma_excl == 0.1
+    assert SeparationOptions(method="paper").gamma_excl == 0.5
+    # 20 top-level options at most: the core and three groups
+    assert len(dataclasses.fields(SeparationOptions)) <= 20
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("schedule", "paper", "'schedule' is now method"),
+    ("mixing", "learn", "'mixing' is now method.*'learn' -> method='paper'"),
+    ("mixing_sigmas", [1.0], "'mixing_sigmas' is now estimate.sigmas_px"),
+    ("mixing_iters", 10, "'mixing_iters' is now estimate.iters"),
+    ("filters", "dip", "'filters' is now learned.filters"),
+    ("exclusion_input", 1.0, "'exclusion_input' is now learned.exclusion_input"),
+    ("fast", False, "'fast' is now experimental.fast"),
+    ("filter_blur", 1.5, "'filter_blur' was removed: it failed validation"),
+    ("kernel_size", 25, "'kernel_size' was removed: it failed validation"),
+    ("mixing_fit", "mixed", "'mixing_fit' was removed"),
+    ("lr_schedule", "cosine", "'lr_schedule' was removed"),
+])
+def test_options_of_older_versions_name_what_replaced_them(key, value, says):
+    with pytest.raises(OptionsError, match=says):
+        SeparationOptions.from_dict({"epochs": 5, key: value})
+    with pytest.raises(OptionsError, match=says):  # keyword arguments of separate() alike
+        separate(_small_blend().inputs, progress=False, **{key: value})
+    assert set(MOVED) >= {"schedule", "mixing", "mixing_sigmas", "mixing_iters", "mixing_lr", "mixing_blur",
+                          "gamma_ramp", "gamma_ramp_epochs", "exclusion_coarse", "exclusion_coarse_from",
+                          "ghost_norm", "exclusion_ghost", "band_constraint"}
+
+
+def test_option_groups_belong_to_their_method():
+    """``learned`` exists only with method="paper", ``estimate`` only with method="estimate"; updated() moves
+    between methods and merges group tables."""
+    assert SeparationOptions().learned is None and SeparationOptions().estimate == EstimateOptions()
+    assert SeparationOptions(method="paper").estimate is None
+    assert SeparationOptions(method="paper").learned == LearnedOptions()
+    with pytest.raises(OptionsError, match="'learned' options apply to method='paper'"):
+        SeparationOptions(learned={"filters": "dip"})
+    with pytest.raises(OptionsError, match="'learned' options apply to method='paper'"):
+        SeparationOptions.from_dict({"learned": {}})
+    with pytest.raises(OptionsError, match="'estimate' options apply to method='estimate'"):
+        SeparationOptions(method="paper", estimate={"iters": 5})
+    with pytest.raises(OptionsError, match="method must be one of"):
+        SeparationOptions(method="balanced")
+    with pytest.raises(OptionsError, match="option estimate.iters must be an integer"):
+        SeparationOptions(estimate={"iters": 2.5})
+    o = SeparationOptions(estimate={"iters": 7, "blur_px": 1.5})
+    assert o.updated(estimate={"iters": 9}).estimate == EstimateOptions(iters=9, blur_px=1.5)
+    p = o.updated(method="paper", learned={"filters": "dip"})
+    assert p.estimate is None and p.filters == "dip" and p.gamma_excl == 0.1 and p.select == "final"
+    assert p.updated(method="estimate").select == "loss" and o.filters is None
 
 
 def test_ghost_to_signal_metric_on_known_mixture():
@@ -555,7 +453,8 @@ def test_ghost_estimate_is_the_models_ghost_term_in_input_units():
     from ptycho_ddip.separation.separate import normalize_jointly
 
     b = _small_blend()
-    res = separate(b.inputs, epochs=5, seed=0, progress=False, device=TEST_DEVICE, match_inputs=False, mixing="learn")
+    res = separate(b.inputs, epochs=5, seed=0, progress=False, device=TEST_DEVICE, method="paper", learned=BAL,
+                   experimental={"match_inputs": False})
     _, (mu, sd, lo, hi) = normalize_jointly(b.inputs)
     y = torch.as_tensor(res.normalized)
     k12 = torch.as_tensor(res.filters["f_1_2"], dtype=torch.float64)[None, None]

@@ -40,8 +40,8 @@ def test_default_holds_over_the_whole_fit_where_the_paper_recipe_leaves_a_ghost(
     g1_in, g2_in = m_in[0]["ghost_to_signal"], m_in[1]["ghost_to_signal"]
     kw = dict(epochs=400, seed=0, progress=False, truth=case.truth, ghosts=case.ghosts, monitor_every=100)
     default = separate(case.inputs, **kw)
-    paper = separate(case.inputs, schedule="paper", filters="kernel", **kw)
-    assert default.config["mixing"] == "estimate" and paper.config["mixing"] == "learn"
+    paper = separate(case.inputs, method="paper", **kw)
+    assert default.config["method"] == "estimate" and paper.config["method"] == "paper"
     g2 = _trajectory(default, 2, 100)
     assert len(g2) == 4 and np.all(g2 <= 0.05 * g2_in), g2  # epochs 100, 200, 300, 400
     assert np.all(_trajectory(default, 1, 300) <= 0.1 * g1_in), _trajectory(default, 1, 100)

@@ -6,11 +6,9 @@ import json
 import math
 from typing import Any, Mapping, TypeVar
 
+from ..optionsbase import OptionsError  # noqa: F401  (one error type for every options class)
+
 T = TypeVar("T")
-
-
-class OptionsError(ValueError):
-    """Invalid or unknown option (the message names the option and the allowed values)."""
 
 
 def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None = None, **overrides: Any) -> T:

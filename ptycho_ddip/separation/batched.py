@@ -20,13 +20,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
 from .model import DDIPModel
-from .networks import (KernelFilter, SkipDIP, correlate_kernels, gaussian_blur, group_parameters, pad_to_multiple,
-                       project_kernels_to_band, stack_into)
+from .networks import SkipDIP, correlate_kernels, group_parameters, pad_to_multiple, stack_into
 
 __all__ = ["BatchedDDIP", "LoopedDDIP", "build_model"]
 
@@ -49,16 +47,14 @@ class BatchedDDIP(nn.Module):
     def __init__(self, n_slices: int, shape: Sequence[int], seeds: Sequence[int] = (0,), filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, ghost_norm: bool = False,
-                 kernel_size: int | Sequence[int] = 7, filter_blur: float = 0.0, channels_last: bool = True):
+                 filter_sigmoid: bool = False, channels_last: bool = True):
         super().__init__()
         refs = [DDIPModel(n_slices, shape, filters=filters, ghost_kinds=ghost_kinds, channels=channels,
                           skip_channels=skip_channels, noise_scale=noise_scale, filter_sigmoid=filter_sigmoid,
-                          ghost_norm=ghost_norm, kernel_size=kernel_size, filter_blur=filter_blur, seed=int(s))
-                for s in seeds]
+                          seed=int(s)) for s in seeds]
         k, n = len(refs), n_slices
         self.members, self.n_slices, self.shape = k, n, refs[0].shape
-        self.filter_type, self.ghost_norm = filters, bool(ghost_norm)
+        self.filter_type = filters
         self.ghost_kinds = refs[0].ghost_kinds
         self.pairs = _pairs(n)
         p = len(self.pairs)
@@ -68,18 +64,7 @@ class BatchedDDIP(nn.Module):
         stack_into(self.weights_net, [r.weight_dip for r in refs])
         names = [f"f_{i + 1}_{j + 1}" for i, j in self.pairs]
         if filters == "kernel":
-            ks = [r.filters[m].weight.detach() for r in refs for m in names]
-            size = max(k_.shape[-1] for k_ in ks)  # one grouped convolution: smaller kernels are zero-padded ...
-            self.kernel_sizes = [k_.shape[-1] for k_ in ks]
-            pads = [(size - s) // 2 for s in self.kernel_sizes]
-            self.kernels = nn.Parameter(torch.cat([F.pad(k_, (p_,) * 4) for k_, p_ in zip(ks, pads)]))
-            if len(set(self.kernel_sizes)) > 1:  # ... and masked to their own support (no gradient outside it)
-                mask = torch.zeros_like(self.kernels)
-                for q, (s, p_) in enumerate(zip(self.kernel_sizes, pads)):
-                    mask[q, :, p_ : p_ + s, p_ : p_ + s] = 1.0
-                self.register_buffer("kernel_mask", mask)
-            else:
-                self.kernel_mask = None
+            self.kernels = nn.Parameter(torch.cat([r.filters[m].weight.detach() for r in refs for m in names]))
             self.filter_net = None
         else:
             src = [r.filters[m].net for r in refs for m in names]
@@ -87,7 +72,6 @@ class BatchedDDIP(nn.Module):
                                       sigmoid=src[0].sigmoid, groups=k * p)
             stack_into(self.filter_net, src)
             self.kernels = None
-        self.filter_blur = float(filter_blur) if filters == "dip" else 0.0
         hp = torch.tensor([float(self.ghost_kinds[i] == "highpass") for i, _ in self.pairs] * k)
         self.register_buffer("highpass", hp[None, :, None, None])
         self.register_buffer("source_index", torch.tensor([j for _, j in self.pairs]))
@@ -102,25 +86,12 @@ class BatchedDDIP(nn.Module):
         k, n, h, w = y.shape
         src = y[:, self.source_index].reshape(1, -1, h, w)
         if self.kernels is not None:
-            kern = self.kernels if self.kernel_mask is None else self.kernels * self.kernel_mask
-            g = correlate_kernels(src, kern)
+            g = correlate_kernels(src, self.kernels)
         else:
             sp, (top, left) = pad_to_multiple(src, self.filter_net.multiple, self.filter_net.min_size)
             out = self.filter_net(sp)[..., top : top + h, left : left + w]
-            if self.filter_blur > 0:  # low-pass form G_blur * net(y) (ShallowDIPFilter)
-                g = (1.0 - self.highpass) * gaussian_blur(out, self.filter_blur) + self.highpass * (src - out)
-            else:
-                g = out + self.highpass * (src - 2.0 * out)  # high-pass form y - net(y), low-pass net(y)
-        g = g.reshape(k, len(self.pairs), h, w)
-        if self.ghost_norm:
-            s = src.reshape(k, -1, h, w)
-            g = g * (s.std(dim=(-2, -1), keepdim=True) / (g.std(dim=(-2, -1), keepdim=True) + 1e-8))
+            g = out + self.highpass * (src - 2.0 * out)  # high-pass form y - net(y), low-pass net(y)
         return g.reshape(k, n, n - 1, h, w)
-
-    def project_filters(self) -> None:
-        """Project kernel filters onto their band (networks.project_kernels_to_band); DIP filters are left alone."""
-        if self.kernels is not None:
-            project_kernels_to_band(self.kernels, self.highpass.reshape(-1), self.kernel_mask)
 
     def forward(self) -> dict:
         h, w = self.shape
@@ -143,8 +114,6 @@ class BatchedDDIP(nn.Module):
             g = member * p + q
             if self.kernels is not None:
                 arr = self.kernels.detach()[g, 0]
-                p_ = (arr.shape[-1] - self.kernel_sizes[g]) // 2
-                arr = arr[p_ : arr.shape[-1] - p_, p_ : arr.shape[-1] - p_]
             else:
                 arr = torch.cat([t.flatten() for t in group_parameters(self.filter_net, g)])
             out[f"f_{i + 1}_{j + 1}"] = arr.cpu().numpy()
@@ -175,14 +144,6 @@ class LoopedDDIP(nn.Module):
 
     def filter_arrays(self, member: int) -> dict:
         return self.models[member].filter_arrays()
-
-    def project_filters(self) -> None:
-        for m in self.models:
-            for name, f in m.filters.items():
-                if isinstance(f, KernelFilter):
-                    i = int(name.split("_")[1]) - 1  # f_i_j: the ghost received by slice i
-                    hp = torch.tensor([m.ghost_kinds[i] == "highpass"])
-                    project_kernels_to_band(f.weight.data, hp)
 
 
 def build_model(n_slices: int, shape: Sequence[int], seeds: Sequence[int], fast: bool = True,

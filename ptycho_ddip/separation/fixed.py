@@ -1,4 +1,4 @@
-"""DDIP with the estimated mixing held fixed (``SeparationOptions.mixing="estimate"``, the default).
+"""DDIP with the estimated mixing held fixed (``SeparationOptions.method="estimate"``, the default).
 
 The image DIPs are those of :class:`~.model.DDIPModel` (same seeds, same weights and noise inputs, computed as one
 grouped network as on the fast path); the weight DIP and the learnable filters are replaced by the mixing estimated
@@ -111,9 +111,6 @@ class FixedMixingDIP(nn.Module):
             for q, j in enumerate(j for j in range(n) if j != i):
                 comps[:, i, j] = g[:, i, q]
         return comps
-
-    def project_filters(self) -> None:
-        """Nothing to project: the mixing is fixed."""
 
     def filter_arrays(self, member: int) -> dict:
         """The mixing's basis weights per ghost (``f_i_j``) and the basis widths (``sigmas_px``)."""

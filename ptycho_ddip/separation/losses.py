@@ -69,12 +69,11 @@ def exclusion_all_pairs(ys: torch.Tensor, scales: int = 5, norm: float = 90.0, b
 
 
 def exclusion_pairs(a: torch.Tensor, b: torch.Tensor, scales: int = 5, norm: float = 90.0,
-                    balance: bool = False, first: int = 0, gain: float | None = None) -> torch.Tensor:
+                    balance: bool = False, gain: float | None = None) -> torch.Tensor:
     """Exclusion between image pairs (a[k, p], b[k, p]), summed over pairs p: returns (K,), one value per member.
 
     ``a`` and ``b`` are (K, P, H, W); pair p of member k is scored exactly as ``exclusion_loss(a[k, p], b[k, p])``
-    (``balance`` scales b's gradients), but all pairs and members go through each scale together. ``first`` > 0
-    leaves out the finest scales: only levels ``first`` .. ``scales - 1`` are summed.
+    (``balance`` scales b's gradients), but all pairs and members go through each scale together.
 
     ``gain`` (the form the mixing estimate uses, :mod:`.mixing`): at every scale and direction, *both* images'
     differences are rescaled to a mean absolute value of ``gain`` before squashing. The loss is then invariant to
@@ -83,9 +82,7 @@ def exclusion_pairs(a: torch.Tensor, b: torch.Tensor, scales: int = 5, norm: flo
     edge rather than how strong the edges are. ``balance`` is ignored when ``gain`` is given.
     """
     total = a.new_zeros(a.shape[0])
-    for _ in range(first):
-        a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
-    for level in range(first, scales):
+    for level in range(scales):
         for dim in (-1, -2):
             d1, d2 = torch.diff(a, dim=dim), torch.diff(b, dim=dim)
             if gain is not None:

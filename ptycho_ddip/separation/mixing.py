@@ -3,7 +3,7 @@
 Why. The DDIP's learnable mixing (a weight DIP and the filters f_ij) can move ghost amplitude into the image DIPs:
 late in a fit alpha runs to its bound and y_i fits the contaminated input, and the ghost comes back
 (docs/separation_stability.md). Here the mixing is estimated first, by a model of a few numbers per slice pair that
-cannot fit image content, and then held fixed (``SeparationOptions.mixing="estimate"``, the default).
+cannot fit image content, and then held fixed (``SeparationOptions.method="estimate"``, the default).
 
 Model. Per spatial frequency k (cycles per pixel) of the images mirror-extended to (2H, 2W), so that the FFT's
 circular convolution is a convolution with reflecting boundaries (``scipy.ndimage``'s ``mode="reflect"``)::
@@ -282,10 +282,10 @@ def _warn_if_degenerate(mixing: Mixing, images: np.ndarray) -> None:
     if det_min < 0.1 or min(corr) < 0.3:
         warnings.warn(f"the estimated mixing looks degenerate (smallest determinant {det_min:.3f}, correlation of "
                       f"the unmixed slices with their inputs {', '.join(f'{c:.2f}' for c in corr)}); check the "
-                      "ghost kinds (--ghost-kinds) or use the learnable mixing (--mixing learn)", stacklevel=3)
+                      "ghost kinds (--ghost-kinds) or use the learnable mixing (--method paper)", stacklevel=3)
     elif len(mixing.loss) >= WEAK_CHECK_ITERS and mixing.loss[-1] > WEAK_ESTIMATE * mixing.loss[0]:
         kinds = ",".join(mixing.ghost_kinds)
         warnings.warn(f"the estimated mixing removes little shared structure (exclusion {mixing.loss[0]:.4f} -> "
                       f"{mixing.loss[-1]:.4f}): the ghost kinds ({kinds}) may not match the data; try another "
-                      f"--ghost-kinds (e.g. {','.join(reversed(mixing.ghost_kinds))}) or --mixing learn",
+                      f"--ghost-kinds (e.g. {','.join(reversed(mixing.ghost_kinds))}) or --method paper",
                       stacklevel=3)

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .networks import KernelFilter, ShallowDIPFilter, SkipDIP, kernel_sizes
+from .networks import KernelFilter, ShallowDIPFilter, SkipDIP
 
 FILTER_TYPES = ("kernel", "dip")
 GHOST_KINDS = ("lowpass", "highpass")
@@ -45,26 +45,18 @@ class DDIPModel(nn.Module):
     n_slices : number of slices N >= 2.
     shape : (H, W) of the images.
     filters : ``"kernel"`` (learnable kernel) or ``"dip"`` (shallow 3-level DIP).
-    kernel_size : support of the kernel filters in pixels (odd; 7 as in the paper), or a (low-pass, high-pass) pair.
-        Wider kernels start as the same 7x7 filter (``networks.initial_kernel``) and can learn a wider ghost.
     ghost_kinds : per slice i, the band of the ghosts it receives (``"lowpass"``/``"highpass"``): initialises f_ij.
         Swap to ``("highpass", "lowpass")`` when slice 1 is the one hit by a strong scatterer.
     channels, skip_channels : image/weight DIP widths (DESIGN.md section 3 defaults).
     noise_scale : z ~ U(-0.5, 0.5) * noise_scale (0.01 as in the original code).
     filter_sigmoid : end shallow-DIP filters in a sigmoid (the original; cannot make negative high-pass ghosts).
-    filter_blur : Gaussian blur (pixels, standard deviation) after every low-pass shallow-DIP filter
-        (``networks.ShallowDIPFilter``); 0 = none, as in the paper. Kernel filters ignore it.
-    ghost_norm : rescale every filtered ghost f_ij(y_j) to the standard deviation of y_j, so that the filters
-        set only the ghost's band and the weights alone set its strength (closes the "filter gain -> 0" path to the
-        trivial solution y_i = I_i).
     seed : seeds the noise inputs and all initial weights (no global RNG state is touched).
     """
 
     def __init__(self, n_slices: int, shape: Sequence[int], filters: str = "kernel",
                  ghost_kinds: Sequence[str] | None = None, channels: Sequence[int] = (8, 16, 32, 64, 128),
                  skip_channels: Sequence[int] = (0, 0, 0, 4, 4), noise_scale: float = 0.01,
-                 filter_sigmoid: bool = False, ghost_norm: bool = False, kernel_size: int | Sequence[int] = 7,
-                 filter_blur: float = 0.0, seed: int = 0):
+                 filter_sigmoid: bool = False, seed: int = 0):
         super().__init__()
         if n_slices < 2:
             raise ValueError(f"DDIP needs at least 2 slices, got {n_slices}")
@@ -76,8 +68,6 @@ class DDIPModel(nn.Module):
         self.n_slices = n_slices
         self.shape = (int(shape[0]), int(shape[1]))
         self.ghost_kinds = ghost_kinds
-        self.ghost_norm = bool(ghost_norm)
-        sizes = kernel_sizes(kernel_size)
         gen = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
@@ -88,9 +78,8 @@ class DDIPModel(nn.Module):
                 for j in range(n_slices):
                     if i != j:
                         kind = ghost_kinds[i]
-                        self.filters[f"f_{i + 1}_{j + 1}"] = (KernelFilter(kind, sizes[kind]) if filters == "kernel"
-                                                              else ShallowDIPFilter(kind, filter_sigmoid,
-                                                                                    blur=filter_blur))
+                        self.filters[f"f_{i + 1}_{j + 1}"] = (KernelFilter(kind) if filters == "kernel"
+                                                              else ShallowDIPFilter(kind, filter_sigmoid))
         ph, pw = self.image_dips[0].padded_shape(*self.shape)
         z_img = (torch.rand(n_slices, 1, 1, ph, pw, generator=gen) - 0.5) * noise_scale
         z_w = (torch.rand(1, n_slices, ph, pw, generator=gen) - 0.5) * noise_scale
@@ -114,10 +103,7 @@ class DDIPModel(nn.Module):
 
     def ghost(self, i: int, j: int, y: torch.Tensor) -> torch.Tensor:
         """The ghost f_ij(y_j) of slice j on slice i (0-based), (1, 1, H, W)."""
-        g = self.filters[f"f_{i + 1}_{j + 1}"](y[j : j + 1])
-        if self.ghost_norm:
-            g = g * (y[j].std() / (g.std() + 1e-8))
-        return g
+        return self.filters[f"f_{i + 1}_{j + 1}"](y[j : j + 1])
 
     def synthesize(self, y: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """Blended images I' (N, 1, H, W) from clean slices y (N, 1, H, W) and own weights (N,)."""

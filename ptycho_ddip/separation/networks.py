@@ -22,15 +22,14 @@ separate networks into a grouped one and :func:`group_parameters` reads one netw
 """
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "correlate_kernels", "gaussian_blur", "pad_to_multiple",
-           "lowpass_kernel", "highpass_kernel", "initial_kernel", "kernel_sizes", "stack_into", "group_parameters"]
+__all__ = ["SkipDIP", "ShallowDIPFilter", "KernelFilter", "correlate_kernels", "pad_to_multiple", "lowpass_kernel",
+           "highpass_kernel", "initial_kernel", "stack_into", "group_parameters"]
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -188,47 +187,20 @@ class ShallowDIPFilter(nn.Module):
 
     ``init`` ("lowpass" or "highpass") only selects the residual form: for "highpass" the output is
     ``y - net(y)`` so that a fresh filter starts near a high-pass of y; for "lowpass" it is ``net(y)``.
-
-    ``blur`` (pixels, standard deviation; low-pass filters only): the low-pass output is followed by a fixed
-    Gaussian blur, ``G_blur * net(y)``. Unconstrained, the "low-pass" DIP learns to amplify fine detail (zone-plate
-    stripes 10-50x at epoch 2000), and slice 1 then loses its own fine structure to that "ghost"
-    (docs/separation_stability.md sections 6 and 13). The blur multiplies frequency f (cycles/px) by
-    exp(-2 pi^2 blur^2 f^2), so to pass stripes of 4 px with gain g the network must first amplify them about 16 g
-    times (blur 1.5 px). It is a handicap, not a hard bound: measured in fits, the amplification falls to 0.6-2.5x.
-    A low-pass ghost wider than the blur stays representable (G_s = G_blur * G_sqrt(s^2 - blur^2)).
     """
 
-    def __init__(self, init: str = "lowpass", sigmoid: bool = False, levels: int = 3, blur: float = 0.0):
+    def __init__(self, init: str = "lowpass", sigmoid: bool = False, levels: int = 3):
         super().__init__()
         if init not in ("lowpass", "highpass"):
             raise ValueError(f"init must be 'lowpass' or 'highpass', got {init!r}")
-        if not blur >= 0:
-            raise ValueError(f"blur must be >= 0 (pixels), got {blur}")
         self.init = init
-        self.blur = float(blur) if init == "lowpass" else 0.0
         self.net = SkipDIP(1, 1, channels=(1,) * levels, skip_channels=(1,) * levels, sigmoid=sigmoid)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         h, w = y.shape[-2:]
         yp, (top, left) = pad_to_multiple(y, self.net.multiple, self.net.min_size)
         out = self.net(yp)[..., top : top + h, left : left + w]
-        if self.init == "highpass":
-            return y - out
-        return gaussian_blur(out, self.blur) if self.blur > 0 else out
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of every channel of ``x`` (B, C, H, W): standard deviation ``sigma`` pixels, the
-    normalised kernel truncated at 3 sigma (at most the image size minus one), reflection padded (scipy's
-    ``gaussian_filter(..., mode="mirror", truncate=3)``)."""
-    h, w = x.shape[-2:]
-    r = min(int(3.0 * sigma + 0.5), h - 1, w - 1)
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), g.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), g.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        return y - out if self.init == "highpass" else out
 
 
 def lowpass_kernel(size: int = 7) -> torch.Tensor:
@@ -245,78 +217,23 @@ def highpass_kernel(size: int = 7) -> torch.Tensor:
     return k
 
 
-def kernel_sizes(kernel_size: int | Sequence[int]) -> dict:
-    """``{"lowpass": a, "highpass": b}`` from one odd size for both kinds or a (low-pass, high-pass) pair."""
-    sizes = (kernel_size,) * 2 if isinstance(kernel_size, numbers.Integral) else tuple(kernel_size)
-    if len(sizes) != 2 or any(int(s) != s or s < 3 or s % 2 == 0 for s in sizes):
-        raise ValueError(f"kernel_size must be an odd integer >= 3 or a (low-pass, high-pass) pair of them, "
-                         f"got {kernel_size!r}")
-    return {"lowpass": int(sizes[0]), "highpass": int(sizes[1])}
-
-
-def project_kernels_to_band(kernels: torch.Tensor, highpass: torch.Tensor,
-                            support: torch.Tensor | None = None) -> None:
-    """Keep kernel filters in their band, in place: low-pass kernels non-negative, high-pass kernels zero-sum.
-
-    A non-negative kernel K has |K^(f)| <= K^(0): it cannot pass high frequencies with more gain than the mean, so a
-    "low-pass" ghost filter cannot turn into a high-frequency amplifier. A zero-sum kernel passes no mean (DC), as a
-    high-pass ghost has none. ``kernels`` (M, 1, s, s); ``highpass`` M booleans, True where the kernel is high-pass;
-    ``support`` optional (M, 1, s, s) 0/1 mask of each kernel's own support (kernels of several sizes stacked in one
-    tensor): the mean is taken, and subtracted, over the support only.
-    """
-    with torch.no_grad():
-        hp = highpass.to(device=kernels.device, dtype=torch.bool).reshape(-1)
-        low, high = kernels[~hp], kernels[hp]
-        kernels[~hp] = low.clamp(min=0)
-        if support is None:
-            kernels[hp] = high - high.mean(dim=(-2, -1), keepdim=True)
-        else:
-            m = support[hp]
-            kernels[hp] = (high - (high * m).sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True)) * m
-
-
 def initial_kernel(init: str, size: int = 7) -> torch.Tensor:
-    """The paper's initial ghost filter (7x7 uniform low-pass or five-point Laplacian high-pass) in a ``size x size``
-    support: for ``size`` > 7 the 7x7 kernel sits in the centre and the rest is zero, so a wider kernel starts as the
-    same filter function and only gains room to learn a wider ghost; for ``size`` < 7 the kernel of that size."""
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"kernel size must be odd and >= 1, got {size}")
+    """The paper's initial ghost filter: the ``size x size`` uniform low-pass or five-point Laplacian high-pass."""
     if init not in ("lowpass", "highpass"):
         raise ValueError(f"init must be 'lowpass' or 'highpass', got {init!r}")
-    base = min(size, 7)
-    k = lowpass_kernel(base) if init == "lowpass" else highpass_kernel(base)
-    pad = (size - base) // 2
-    return F.pad(k, (pad, pad, pad, pad))
-
-
-FFT_MIN_KERNEL = 9
-"""Kernels at least this wide are applied through the FFT (:func:`correlate_kernels`); narrower ones, the paper's 7x7
-included, by ``conv2d``, so the default fit is unchanged."""
+    return lowpass_kernel(size) if init == "lowpass" else highpass_kernel(size)
 
 
 def correlate_kernels(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Reflection-padded cross-correlation of channel m of ``x`` (B, M, H, W) with kernel m of ``kernels``
-    (M, 1, s, s), s odd: what ``F.conv2d(F.pad(x, (s//2,) * 4, mode="reflect"), kernels, groups=M)`` computes.
-
-    Kernels of :data:`FFT_MIN_KERNEL` px and wider go through ``torch.fft`` (circular correlation of the padded image,
-    exact on the cropped centre since the padding is the kernel's radius). A direct 25x25 ``conv2d`` with its two
-    gradients costs about 25 ms per call on one CPU thread at 96 x 96; the FFT form about 1-2 ms
-    (benchmarks/bench_separation.py ``--kernel-sizes``).
-    """
-    s = kernels.shape[-1]
-    pad = s // 2
-    xp = F.pad(x, (pad,) * 4, mode="reflect")
-    if s < FFT_MIN_KERNEL:
-        return F.conv2d(xp, kernels, groups=kernels.shape[0])
-    h, w = xp.shape[-2:]
-    k = F.pad(kernels[:, 0], (0, w - s, 0, h - s)).roll((-pad, -pad), (-2, -1))  # centre at the origin
-    out = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(k).conj(), s=(h, w))
-    return out[..., pad : h - pad, pad : w - pad].contiguous()
+    (M, 1, s, s), s odd; the output has x's size."""
+    pad = kernels.shape[-1] // 2
+    return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), kernels, groups=kernels.shape[0])
 
 
 class KernelFilter(nn.Module):
-    """A single learnable ``size x size`` convolution kernel (reflection padded), initialised low- or high-pass
-    (:func:`initial_kernel`)."""
+    """A single learnable ``size x size`` convolution kernel (reflection padded; 7 px as in the paper), initialised
+    low- or high-pass (:func:`initial_kernel`)."""
 
     def __init__(self, init: str = "lowpass", size: int = 7):
         super().__init__()

@@ -9,7 +9,6 @@ code's best-PSNR iterate; see the README).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -28,8 +27,7 @@ from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
 from .metrics import correlation, ghost_to_signal, gradient_correlation
 from .mixing import Mixing, estimate_mixing
 from .model import default_ghost_kinds
-from .networks import kernel_sizes
-from .options import SeparationOptions
+from .options import ESTIMATE_EXCLUSION, SeparationOptions
 from .select import select_iterates, selected_slices
 
 LOSS_COLUMNS = ("epoch", "total", "mismatch", "exclusion", "weight")
@@ -163,19 +161,29 @@ def _atomic_torch_save(obj: dict, path: str) -> None:
         torch.save(obj, tmp)
 
 
-_RESUME_IGNORED = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "log_every", "device", "threads",
-                   "monitor_every")
+#: version of the checkpoint layout and of the options it records; a checkpoint of another format is refused
+CHECKPOINT_FORMAT = 2
+#: options that may change between a run and its resumption (they do not change the fit)
+_RESUME_IGNORED = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "experimental.log_every", "device",
+                   "threads", "monitor_every")
 
 
-def _same_run(checkpoint: dict, current: dict) -> bool:
-    """Whether a checkpoint's config describes the current run. An option the checkpoint does not name (it was
-    written before the option existed) counts as that option's plain default, which reproduces the older fit;
-    options whose default comes from the schedule (None) must be named."""
-    defaults = {f.name: f.default for f in dataclasses.fields(SeparationOptions)
-                if f.default is not dataclasses.MISSING and f.default is not None}
-    old = {**{k: v for k, v in defaults.items() if k in current}, **checkpoint}
-    strip = lambda d: {k: v for k, v in d.items() if k not in _RESUME_IGNORED}  # noqa: E731
-    return strip(old) == strip(current)
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_checkpoint(checkpoint: dict, config: dict, path: str) -> None:
+    """Refuse a checkpoint of another format, or one written with options that change the fit."""
+    fmt = checkpoint.get("format", 1)
+    if fmt != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint of format {fmt}, written by another version of ptycho_ddip (this one "
+                         f"reads format {CHECKPOINT_FORMAT}); delete it or run without --resume")
+    old, new = _flat(checkpoint["config"]), _flat(config)
+    if any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in _RESUME_IGNORED):
+        raise ValueError(f"{path}: checkpoint was written with different options; remove it or run without --resume")
 
 
 # ----------------------------------------------------------------------------------------------- one member
@@ -191,7 +199,7 @@ class _MemberOutput:
     foreign: Optional[np.ndarray] = None  # (N, H, W) the model's ghost part of each input, normalised units
     snapshots: list = field(default_factory=list)  # [(epoch, (N, H, W) y matched to the inputs)], first member
     selected_epochs: Optional[np.ndarray] = None  # (N,) the epoch each returned slice comes from (select option)
-    mixing: Optional[dict] = None  # the estimated mixing (Mixing.to_dict()), mixing="estimate" only
+    mixing: Optional[dict] = None  # the estimated mixing (Mixing.to_dict()), method="estimate" only
 
 
 def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
@@ -216,76 +224,69 @@ def input_anchor_pairs(ghost_kinds: Sequence[str]) -> tuple:
     return [i for i, _ in pairs], [j for _, j in pairs]
 
 
+def exclusion_form(opts: SeparationOptions) -> dict:
+    """How the exclusion loss is computed: ``balance`` (gradient-balanced), ``input_weight`` and ``input_scales``
+    (the input anchor, relative to gamma_excl): fixed for ``method="estimate"`` (:data:`ESTIMATE_EXCLUSION`), the
+    ``learned`` settings for ``method="paper"``."""
+    if opts.method == "estimate":
+        return ESTIMATE_EXCLUSION
+    lo = opts.learned
+    return {"balance": lo.exclusion_balance, "input_weight": lo.exclusion_input,
+            "input_scales": lo.exclusion_input_scales}
+
+
 def input_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tuple]:
     """(slice indices, (1, P, H, W) anchor inputs) of the input-anchored exclusion on ``target`` (1, N, H, W), or
     None when it is off or no slice pair qualifies; computed once per fit."""
     hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(target.shape[1]))
-    return (hp, target[:, lp].contiguous()) if opts.exclusion_input > 0 and hp else None
-
-
-def coarse_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tuple]:
-    """(slice indices, (1, P, H, W) inputs) of the coarse-scale exclusion (``exclusion_coarse``): every slice that
-    receives a low-pass ghost paired with the input of every slice that receives a high-pass ghost; or None."""
-    hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(target.shape[1]))
-    return (lp, target[:, hp].contiguous()) if opts.exclusion_coarse > 0 and hp else None
+    return (hp, target[:, lp].contiguous()) if exclusion_form(opts)["input_weight"] > 0 and hp else None
 
 
 def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
-                   pairs: tuple, anchor: Optional[tuple] = None, coarse: Optional[tuple] = None) -> tuple:
+                   pairs: tuple, anchor: Optional[tuple] = None) -> tuple:
     """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
-    member by member on the plain path. With the estimated mixing and ``mixing_fit="unmixed"`` the mismatch is
-    that of each slice Y_i to its own unmixed slice (M^-1 I)_i. A zero exclusion weight (``gamma_excl=0``, the
+    member by member on the plain path. With the estimated mixing the mismatch is that of each slice Y_i to its own
+    unmixed slice (M^-1 I)_i. A zero exclusion weight (``gamma_excl=0``, the
     estimated mixing's default) skips the exclusion terms altogether (their column is then 0)."""
     y = out["y"]
-    k, n = y.shape[:2]
-    bal = opts.exclusion_balance
-    if opts.mixing == "estimate" and opts.mixing_fit == "unmixed":
+    k = y.shape[0]
+    form = exclusion_form(opts)
+    bal, fast = form["balance"], opts.experimental.fast
+    if opts.method == "estimate":
         per_slice = _slice_mismatch(out, model.unmixed)
         out["slice_mismatch"] = per_slice.detach()  # reused by select="loss" (_track_best)
         mis = per_slice.sum(dim=1)
-    elif opts.fast:
+    elif fast:
         mis = (out["synth"] - target).pow(2).mean(dim=(-2, -1)).sum(dim=1)
     else:
         mis = torch.stack([mismatch(out["synth"][m], target[0]) for m in range(k)])
     if opts.gamma_excl == 0:
         exc = torch.zeros_like(mis)
-    elif opts.fast:
+    elif fast:
         exc = exclusion_pairs(y[:, pairs[0]], y[:, pairs[1]], balance=bal)
     else:
         exc = torch.stack([exclusion_all_pairs(y[m][:, None], balance=bal) for m in range(k)])
-    if opts.exclusion_ghost > 0 and opts.gamma_excl != 0:
-        g = out["ghosts"] if "ghosts" in out else model.ghosts(y)
-        own = y[:, [i for i in range(n) for _ in range(n - 1)]]
-        exc = exc + opts.exclusion_ghost * exclusion_pairs(own, g.reshape(k, n * (n - 1), *y.shape[-2:]),
-                                                           balance=bal)
     if anchor is not None and opts.gamma_excl != 0:
         hp, images = anchor
-        exc = exc + opts.exclusion_input * exclusion_pairs(y[:, hp], images.expand(k, -1, -1, -1),
-                                                           scales=opts.exclusion_input_scales, balance=bal)
-    if coarse is not None and opts.gamma_excl != 0:
-        lp, images = coarse
-        exc = exc + opts.exclusion_coarse * exclusion_pairs(y[:, lp], images.expand(k, -1, -1, -1), balance=bal,
-                                                            first=opts.exclusion_coarse_from)
-    if epoch < opts.weight_reg_epochs and opts.mixing == "learn":
-        reg = opts.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
+        exc = exc + form["input_weight"] * exclusion_pairs(y[:, hp], images.expand(k, -1, -1, -1),
+                                                           scales=form["input_scales"], balance=bal)
+    if opts.method == "paper" and epoch < opts.learned.weight_reg_epochs:
+        reg = opts.learned.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
     else:
         reg = torch.zeros_like(mis)
     return mis, exc, reg
 
 
 def make_schedule(optim: torch.optim.Optimizer, opts: SeparationOptions):
-    """The learning-rate schedule of ``opts.lr_schedule``: the paper's step decay or cosine to 1 %."""
-    if opts.lr_schedule == "cosine":
-        e = max(opts.epochs, 1)
-        return torch.optim.lr_scheduler.LambdaLR(
-            optim, lambda k: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(k, e) / e)))
-    return torch.optim.lr_scheduler.StepLR(optim, step_size=opts.lr_step, gamma=opts.lr_decay)
+    """The paper's learning-rate schedule: x ``lr_decay`` every ``lr_step`` epochs."""
+    x = opts.experimental
+    return torch.optim.lr_scheduler.StepLR(optim, step_size=x.lr_step, gamma=x.lr_decay)
 
 
 class Fit:
     """Model, optimiser and schedule of members ``seeds`` on normalised images ``target_np`` (N, H, W).
 
-    With ``opts.mixing == "estimate"`` the model is a :class:`~.fixed.FixedMixingDIP` on ``mixing`` (estimated here
+    With ``opts.method == "estimate"`` the model is a :class:`~.fixed.FixedMixingDIP` on ``mixing`` (estimated here
     when not given); otherwise the DDIP model with learnable mixing (fast or plain path).
 
     ``step(epoch)`` runs one Adam step of every member and returns the model outputs (before the step) and a (K, 4)
@@ -296,39 +297,31 @@ class Fit:
     def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device,
                  mixing: Optional[Mixing] = None):
         n, h, w = target_np.shape
-        big = max(kernel_sizes(opts.kernel_size).values())
-        if opts.mixing == "learn" and opts.filters == "kernel" and big // 2 >= min(h, w):
-            raise ValueError(f"kernel_size {big} is too large for {h}x{w} images (the reflection padding needs "
-                             f"kernel_size // 2 < {min(h, w)}); choose a smaller --kernel-size")
         self.opts = opts
         self.dtype = getattr(torch, opts.dtype)
         self.mixing = None
-        if opts.mixing == "estimate":
+        x = opts.experimental
+        if opts.method == "estimate":
             self.mixing = mixing if mixing is not None else estimate_target_mixing(target_np, opts)
-            model = FixedMixingDIP(target_np, self.mixing, seeds, channels=opts.channels,
-                                   skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
-                                   channels_last=opts.fast)
+            model = FixedMixingDIP(target_np, self.mixing, seeds, channels=x.channels, skip_channels=x.skip_channels,
+                                   noise_scale=x.noise_scale, channels_last=x.fast)
         else:
-            model = build_model(n, (h, w), seeds, fast=opts.fast, filters=opts.filters,
-                                ghost_kinds=opts.ghost_kinds, channels=opts.channels,
-                                skip_channels=opts.skip_channels, noise_scale=opts.noise_scale,
-                                filter_sigmoid=opts.filter_sigmoid, ghost_norm=opts.ghost_norm,
-                                kernel_size=opts.kernel_size, filter_blur=opts.filter_blur)
+            model = build_model(n, (h, w), seeds, fast=x.fast, filters=opts.learned.filters,
+                                ghost_kinds=opts.ghost_kinds, channels=x.channels, skip_channels=x.skip_channels,
+                                noise_scale=x.noise_scale, filter_sigmoid=x.filter_sigmoid)
         self.model = model.to(device=device, dtype=self.dtype)
         self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
-        fused = opts.fast and device.type in ("cpu", "cuda")
+        fused = x.fast and device.type in ("cpu", "cuda")
         self.optim = torch.optim.Adam(self.model.parameters(), lr=opts.lr, fused=fused or None)
         self.sched = make_schedule(self.optim, opts)
         self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
         self.anchor = input_anchor(self.target, opts)
-        self.coarse = coarse_anchor(self.target, opts)
 
     def step(self, epoch: int, penalty: Optional[Callable] = None) -> tuple:
         out = self.model()
         with record_function("ddip.losses"):
-            mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs,
-                                           self.anchor, self.coarse)
-            per_member = mis + self.opts.exclusion_weight(epoch) * exc + reg
+            mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs, self.anchor)
+            per_member = mis + float(self.opts.gamma_excl) * exc + reg
             if penalty is not None:
                 per_member = per_member + penalty(out)
         self.optim.zero_grad(set_to_none=True)
@@ -337,16 +330,14 @@ class Fit:
         with record_function("ddip.adam"):
             self.optim.step()
             self.sched.step()
-            if self.opts.band_constraint:
-                self.model.project_filters()
         return out, torch.stack([per_member, mis, exc, reg], dim=1).detach()
 
 
 def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progress: bool = False) -> Mixing:
     """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts``' settings (CPU, float64)."""
     kinds = opts.ghost_kinds or default_ghost_kinds(target_np.shape[0])
-    return estimate_mixing(target_np, kinds, opts.mixing_sigmas, opts.mixing_iters, opts.mixing_lr,
-                           blur_px=opts.mixing_blur, progress=progress)
+    e = opts.estimate
+    return estimate_mixing(target_np, kinds, e.sigmas_px, e.iters, e.lr, blur_px=e.blur_px, progress=progress)
 
 
 def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Sequence[int], device: torch.device,
@@ -374,9 +365,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
     cfg = {**opts.to_dict(), "seeds": seeds}
     if checkpoint_path and opts.resume and os.path.exists(checkpoint_path):
         ck = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if not _same_run(ck["config"], cfg):
-            raise ValueError(f"{checkpoint_path}: checkpoint was written with different options; remove it or "
-                             "run without --resume")
+        check_checkpoint(ck, cfg, checkpoint_path)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
@@ -389,7 +378,8 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         if track and ck.get("best") is not None:  # a checkpoint without it: the tracking restarts here
             best = {key: v.to(device) for key, v in ck["best"].items()}
     bar = progress_bar(opts.epochs, desc, progress, initial=start, dynamic_ncols=True)
-    inputs = target_np if opts.match_inputs else None
+    match = opts.experimental.match_inputs
+    inputs = target_np if match else None
     for epoch in range(start, opts.epochs):
         out, history[epoch] = fit.step(epoch)
         done = epoch + 1
@@ -402,12 +392,12 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
                 monitor[m].append(_monitor_row(epoch, y_np[m], al_np[m], truth, ghosts, inputs))
         if opts.snapshot_every and epoch > 0 and epoch % opts.snapshot_every == 0:
             snapshots.append(_snapshot(epoch, out["y"][0], target_np))
-        if sel and epoch >= opts.select_from and epoch % opts.select_every == 0:
+        if sel and epoch >= opts.learned.select_from and epoch % opts.learned.select_every == 0:
             y_host = out["y"].detach().cpu()  # one transfer for all members
             for m in range(k):
-                _, y_m = _snapshot(epoch, y_host[m], target_np if opts.match_inputs else None)
+                _, y_m = _snapshot(epoch, y_host[m], inputs)
                 kept[m].append((epoch, y_m[sel]))
-        if done % opts.log_every == 0 or done == opts.epochs:
+        if done % opts.experimental.log_every == 0 or done == opts.epochs:
             vals = history[epoch, 0].tolist()
             al = out["alpha"][0].detach().cpu().numpy()
             bar.set_postfix(loss=f"{vals[0]:.3e}", mis=f"{vals[1]:.2e}", excl=f"{vals[2]:.2e}",
@@ -416,7 +406,7 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
             if callback is not None:
                 callback(done, vals, al)
         if checkpoint_path and opts.checkpoint_every and done % opts.checkpoint_every == 0:
-            _atomic_torch_save({"model": model.state_dict(), "optim": optim.state_dict(),
+            _atomic_torch_save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optim": optim.state_dict(),
                                 "sched": sched.state_dict(), "epoch": done, "history": history[:done].cpu(),
                                 "monitor": monitor, "snapshots": snapshots, "kept": kept, "config": cfg,
                                 "best": {key: v.cpu() for key, v in best.items()} if track else None},
@@ -445,14 +435,14 @@ def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Seque
         if truth is not None and (not monitor[m] or monitor[m][-1][0] < opts.epochs):
             monitor[m].append(_monitor_row(opts.epochs, y_last[m], al_all[m], truth, ghosts, inputs))
         loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
-        perm = match_to_inputs(y_all[m], target_np) if opts.match_inputs else tuple(range(n))
+        perm = match_to_inputs(y_all[m], target_np) if match else tuple(range(n))
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
         y_m, chosen = y_all[m][list(perm)], None
         if track:
             chosen = best_epochs[m][list(perm)]
         if sel:
-            y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.select_guard,
-                                         opts.select_estimate)
+            y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.learned.select_guard,
+                                         opts.learned.select_estimate)
         outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=model.filter_arrays(m),
                                   loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign,
                                   snapshots=snapshots if m == 0 else [], selected_epochs=chosen,
@@ -531,7 +521,8 @@ def separate(images: np.ndarray | Sequence[np.ndarray], options: SeparationOptio
     Parameters
     ----------
     images : (N, H, W) real images (any units), e.g. the phase of each reconstructed slice.
-    options : a :class:`SeparationOptions`; keyword arguments override/construct it (``separate(x, epochs=500)``).
+    options : a :class:`SeparationOptions`; keyword arguments override/construct it, option groups as dicts
+        (``separate(x, epochs=500, estimate={"iters": 200})``, :meth:`SeparationOptions.updated`).
     truth : optional (N, H, W) true slices: the ghost-to-signal ratio and correlation of every slice are recorded
         every ``monitor_every`` epochs (``SeparationResult.monitor``).
     ghosts : optional (N, H, W) ghost images for the monitor (default: the other true slices as regressors).
@@ -553,9 +544,9 @@ def separate(images: np.ndarray | Sequence[np.ndarray], options: SeparationOptio
     (2, 64, 64)
     """
     if options is None:
-        options = SeparationOptions(**kwargs)
+        options = SeparationOptions.from_dict(kwargs)
     elif kwargs:
-        options = SeparationOptions.from_dict({**options.to_dict(), **kwargs})
+        options = options.updated(**kwargs)
     x = validate_images(np.stack([np.asarray(im) for im in images]) if not isinstance(images, np.ndarray)
                         else images)
     if truth is not None:
@@ -582,7 +573,7 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
     device = resolve_device(options.device, rank=rank)
     target, _ = normalize_jointly(x)
     # the estimated mixing depends on the images only: estimated once, shared by every member
-    if options.mixing == "estimate" and mixing is None:
+    if options.method == "estimate" and mixing is None:
         mixing = estimate_target_mixing(target, options, progress)
     idx = list(range(options.ensemble)) if members is None else list(members)
     # batching members pays on GPUs (fewer, larger kernels) but not on CPU (measured 0.6-1.1x per member at 272^2,

@@ -23,14 +23,26 @@ from .separate import (SeparationResult, assemble_result, estimate_target_mixing
                        read_inputs, validate_images)
 
 __all__ = ["Setting", "sweep_settings", "run_sweep", "sweep_rows", "choose_gamma", "sweep_figure",
-           "uncertainty_figure", "AUTO_GAMMAS"]
+           "uncertainty_figure", "AUTO_GAMMAS", "auto_gammas"]
 
-#: candidate gammas of ``--gamma-excl auto`` per filter type (spanning DESIGN.md's ranges)
+#: candidate gammas of ``--gamma-excl auto`` per filter type of ``method="paper"`` (spanning DESIGN.md's ranges); the
+#: rule was validated on the learnable mixing only, so the estimated mixing has none (:func:`auto_gammas`)
 AUTO_GAMMAS = {"kernel": (0.1, 0.2, 0.4, 0.7, 1.0), "dip": (0.02, 0.04, 0.1, 0.2, 0.4)}
+
+
+def auto_gammas(options: SeparationOptions) -> tuple:
+    """The candidates of ``--gamma-excl auto`` for ``options``; refuses ``method="estimate"``."""
+    if options.method != "paper":
+        raise ValueError("--gamma-excl auto chooses the exclusion weight of the learnable mixing (--method paper), "
+                         "where it was validated; the estimated mixing's default is 0 (--gamma-excl G sets another)")
+    return AUTO_GAMMAS[options.learned.filters]
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One fit of a sweep: the ghost filters (``"kernel"``/``"dip"``; ``"estimate"`` for the estimated mixing) and
+    gamma_excl."""
+
     filters: str
     gamma: float
 
@@ -40,19 +52,30 @@ class Setting:
 
 
 def sweep_settings(gammas: Sequence[Optional[float]], filters: Sequence[str]) -> list:
-    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default with the
-    learnable mixing (a sweep over filter types needs ``mixing="learn"``, :func:`check_settings`)."""
+    """Every (filters, gamma) combination, filters major; a gamma of None is the filter type's default
+    (:data:`~.options.DEFAULT_GAMMA`; filters ``"estimate"`` for the estimated mixing)."""
     from .options import DEFAULT_GAMMA
 
     return [Setting(f, float(DEFAULT_GAMMA[f] if g is None else g)) for f in filters for g in gammas]
 
 
 def check_settings(base: SeparationOptions, settings: Sequence[Setting]) -> None:
-    """A sweep over filter types compares the learnable mixing's filters: refuse it with the estimated mixing,
-    which uses neither (its kernel and DIP runs would be the same fit)."""
-    if base.mixing == "estimate" and len({s.filters for s in settings}) > 1:
+    """A sweep's filter types must be those of ``base.method``: the learnable mixing's filters for ``"paper"``,
+    ``"estimate"`` alone for the estimated mixing, which uses no filters."""
+    kinds = {s.filters for s in settings}
+    if base.method == "estimate" and kinds != {"estimate"}:
         raise ValueError("a sweep over filter types (--filters kernel,dip) compares the learnable mixing's filters, "
-                         "which the estimated mixing does not use; add --mixing learn (mixing='learn')")
+                         "which the estimated mixing does not use; add --method paper")
+    if base.method == "paper" and "estimate" in kinds:
+        raise ValueError("a sweep setting of the estimated mixing with method='paper'; give kernel or dip filters")
+
+
+def _setting_options(base: SeparationOptions, s: Setting) -> SeparationOptions:
+    # select="loss" scores iterates only without exclusion: re-resolve it for each gamma
+    changes = {"gamma_excl": s.gamma, "select": None if base.select == "loss" else base.select}
+    if base.method == "paper":
+        changes["learned"] = {"filters": s.filters}
+    return base.updated(**changes)
 
 
 def run_sweep(images: np.ndarray, base: SeparationOptions, settings: Sequence[Setting], *,
@@ -63,15 +86,13 @@ def run_sweep(images: np.ndarray, base: SeparationOptions, settings: Sequence[Se
     x = validate_images(images)
     rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
     # the estimated mixing depends on the images alone: once for every setting
-    mixing = (estimate_target_mixing(normalize_jointly(x)[0], base, progress) if base.mixing == "estimate"
+    mixing = (estimate_target_mixing(normalize_jointly(x)[0], base, progress) if base.method == "estimate"
               else None)
     mine = []
     for s_idx, s in enumerate(settings):
         if s_idx % size != rank:
             continue
-        # select="loss" scores iterates only without exclusion: re-resolve it for each gamma
-        sel = None if base.select == "loss" else base.select
-        opts = dataclasses.replace(base, filters=s.filters, gamma_excl=s.gamma, select=sel)
+        opts = _setting_options(base, s)
         outs = fit_members(x, opts, truth=truth, ghosts=ghosts, progress=progress, rank=rank, mixing=mixing)
         mine.append((s_idx, assemble_result(x, outs, opts)))
     if comm is not None and size > 1:
@@ -246,6 +267,7 @@ def auto_gamma_files(sources: Sequence[str], out_path: str, options: SeparationO
     from .. import io
     from .separate import output_keys, output_paths, write_result_files
 
+    auto_gammas(options)  # refuses the estimated mixing
     options = dataclasses.replace(options, checkpoint_every=0, resume=False, checkpoint_path=None)
     settings = sweep_settings(candidates, [options.filters])
     auto_json = sweep_paths(out_path, settings)["auto_json"]

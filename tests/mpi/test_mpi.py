@@ -239,15 +239,15 @@ def test_sweep_over_ranks_equals_serial_sweep(shared_dir):
         np.save(inp, b.inputs)
     comm.barrier()
     status = _main(["separate", inp, "-o", out, "--gamma-excl", "0.1,0.6", "--filters", "kernel,dip", "--epochs",
-                    "4", "--seed", "1", "--threads", "1", "--device", "cpu", "--no-progress", "--mixing", "learn"])
+                    "4", "--seed", "1", "--threads", "1", "--device", "cpu", "--no-progress", "--method", "paper"])
     comm.barrier()
     assert status == 0
     if comm.is_root:
         for f in ("kernel", "dip"):
             for g in (0.1, 0.6):
                 par = read_separation_result(os.path.join(shared_dir, f"sw_{f}_g{g:g}.h5"))
-                ser = separate(b.inputs, SeparationOptions(filters=f, gamma_excl=g, epochs=4, seed=1, threads=1,
-                                                           device="cpu", mixing="learn"), progress=False)
+                ser = separate(b.inputs, SeparationOptions(method="paper", learned={"filters": f}, gamma_excl=g,
+                                                           epochs=4, seed=1, threads=1, device="cpu"), progress=False)
                 np.testing.assert_array_equal(par["separated"], ser.separated)
         assert len(json.loads(open(os.path.join(shared_dir, "sw_sweep.json")).read())["rows"]) == 4
 
