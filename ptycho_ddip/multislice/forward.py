@@ -212,7 +212,7 @@ class MultisliceForward:
             raise ValueError(f"probe must have shape {self.probe_shape}, got {tuple(probe.shape)}")
         dtype = _complex_dtype(obj, probe)
         obj, probe = obj.to(dtype), probe.to(dtype=dtype, device=obj.device)
-        pos = self.as_positions(positions, device=obj.device)
+        pos = self.as_positions(positions)  # where they are given: checked on the CPU without a device sync
         self.check_positions(pos, obj.shape[1:])
         corners, frac = self.split_positions(pos)
         return obj, probe, corners, frac

@@ -381,7 +381,8 @@ class Reconstructor:
         self.forward_model = MultisliceForward(dataset.detector_shape, self.slice_pos_m,
                                                wavelength_m(dataset.energy_ev), dataset.pixel_size_m,
                                                kind=options.propagation, free_prop_m=dataset.free_prop_m)
-        self.positions = torch.as_tensor(np.asarray(dataset.positions_px, dtype=np.float64), device=self.device)
+        # positions stay on the CPU: the forward model checks and splits them there (no device sync per minibatch)
+        self.positions = torch.as_tensor(np.asarray(dataset.positions_px, dtype=np.float64))
         data = torch.as_tensor(np.asarray(dataset.intensities, dtype=np.float32), device=self.device)
         if self.forward_model.free_propagator is None:  # compare with unshifted far fields (saves an fftshift)
             data = torch.fft.ifftshift(data, dim=(-2, -1))
@@ -524,7 +525,9 @@ class Reconstructor:
 
     def position_losses(self, indices: torch.Tensor) -> torch.Tensor:
         """Loss of each position in ``indices`` (mean over detector pixels), shape (len(indices),)."""
-        wave = self.forward_model.detector_waves(self.object(), self.probe(), self.positions[indices], centred=False)
+        wave = self.forward_model.detector_waves(self.object(), self.probe(), self.positions[indices.cpu()],
+                                                 centred=False)
+        indices = indices.to(self.device)
         if self.options.loss == "amplitude":
             return ((wave.abs() - self.measured_amplitude[indices]) ** 2).mean(dim=(-2, -1))
         pred = wave.real**2 + wave.imag**2
@@ -541,7 +544,7 @@ class Reconstructor:
         """
         for p in self.parameters:
             p.grad = None
-        share = rank_share(batch, self.rank, self.size).to(self.device)
+        share = rank_share(batch, self.rank, self.size)  # CPU indices (positions live there)
         if share.numel():
             loss_value = torch.zeros(1, dtype=torch.float64, device=self.device)
             for chunk in torch.split(share, self.chunk_size):
@@ -555,6 +558,10 @@ class Reconstructor:
 
     def step(self, batch: torch.Tensor) -> float:
         """One Adam step on a global minibatch; returns the minibatch loss (summed over ranks)."""
+        return float(self._step(batch))
+
+    def _step(self, batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`step` with the loss left on the device (a 1-element float64 tensor): no host sync."""
         grads, loss_value = self.minibatch_gradients(batch)
         if self.grad_allreduce is not None:
             self.grad_allreduce(grads + [loss_value])
@@ -566,7 +573,7 @@ class Reconstructor:
         self.object_optimizer.step()
         if self.options.optimize_probe and self.epoch >= self.options.probe_delay_epochs:
             self.probe_optimizer.step()
-        return float(loss_value) * batch.numel()
+        return loss_value * batch.numel()
 
     def lr_factor(self, epoch: int) -> float:
         """Multiplier of both learning rates at ``epoch`` (``ReconstructionOptions.lr_schedule``)."""
@@ -581,14 +588,14 @@ class Reconstructor:
                           (self.probe_optimizer, self.options.lr_probe)):
             for group in optim.param_groups:
                 group["lr"] = lr * f
-        total = 0.0
+        total = torch.zeros(1, dtype=torch.float64, device=self.device)
         n = self.positions.shape[0]
         for batch in global_minibatches(n, self.options.batch_size, self.options.seed, self.epoch):
-            total += self.step(batch)
+            total += self._step(batch)
         self.epoch += 1
         if self.options.depth_reg == "kz" and self.epoch % self.options.depth_reg_every == 0:
             self.apply_kz_filter()
-        mean = total / n
+        mean = float(total) / n  # the epoch's one host sync
         self.loss_history.append(mean)
         return mean
 
