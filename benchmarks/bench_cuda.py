@@ -262,7 +262,7 @@ def graph_stepper(fit, dev: torch.device, epoch: int = 200):
     """The whole epoch (forward, losses, backward, Adam) captured once as a CUDA graph and replayed: a prototype
     of what the fitting loop could do (the sync-free indexing of :func:`sync_free`, fixed learning rate and
     exclusion weight of ``epoch``, no weight regulariser after epoch 100, capturable fused Adam)."""
-    from ptycho_ddip.separation.separate import _member_losses
+    from ptycho_ddip.separation.fit import member_losses
 
     patch = sync_free(fit, dev)
     params = [p for p in fit.model.parameters() if p.requires_grad]
@@ -274,7 +274,7 @@ def graph_stepper(fit, dev: torch.device, epoch: int = 200):
 
     def once():
         out = fit.model()
-        mis, exc, reg = _member_losses(fit.model, out, fit.target, fit.opts, epoch, fit.pairs,
+        mis, exc, reg = member_losses(fit.model, out, fit.target, fit.opts, epoch, fit.pairs,
                                        getattr(fit, "anchor", None), getattr(fit, "coarse", None))
         (mis + weight * exc + reg).sum().backward()
         opt.step()

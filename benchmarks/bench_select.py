@@ -28,7 +28,8 @@ def main() -> None:
     from ptycho_ddip.phantoms import blend, make_phantom
     from ptycho_ddip.separation.options import SeparationOptions
     from ptycho_ddip.separation.select import SELECT_ESTIMATES, select_iterates
-    from ptycho_ddip.separation.separate import Fit, _snapshot
+    from ptycho_ddip.separation.engine import snapshot
+    from ptycho_ddip.separation.fit import Fit
 
     torch.set_num_threads(1)
     opts = SeparationOptions(epochs=args.epochs, device="cpu", threads=1, method="paper", select="crosstalk",
@@ -48,7 +49,7 @@ def main() -> None:
         t_epoch = statistics.median(steps)
         t0 = time.perf_counter()
         for _ in range(5):
-            _snapshot(0, out["y"][0], b.inputs)
+            snapshot(0, out["y"][0], b.inputs)
         t_copy = (time.perf_counter() - t0) / 5
         rng = np.random.default_rng(0)
         final = 0.7 * b.truth + 0.3 * b.inputs

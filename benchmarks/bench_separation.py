@@ -117,9 +117,9 @@ def _epoch_flops(fit) -> float:
 
     with FlopCounterMode(display=False) as fc:
         out = fit.model()
-        from ptycho_ddip.separation.separate import _member_losses
+        from ptycho_ddip.separation.fit import member_losses
 
-        mis, exc, reg = _member_losses(fit.model, out, fit.target, fit.opts, 0, fit.pairs, fit.anchor)
+        mis, exc, reg = member_losses(fit.model, out, fit.target, fit.opts, 0, fit.pairs, fit.anchor)
         (mis + exc + reg).sum().backward()
     fit.optim.zero_grad(set_to_none=True)
     return float(fc.get_total_flops())

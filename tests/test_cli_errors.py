@@ -50,13 +50,13 @@ def test_every_subcommand_help_renders(capsys):
 def test_separate_checkpoint_resume_and_ctrl_c_from_the_command_line(files, capsys, monkeypatch):
     """--checkpoint-every writes OUT.h5.ckpt; Ctrl-C prints one line and exits 130; --resume finishes the run with
     the same result as an uninterrupted one (one thread: bit for bit) and removes the checkpoint."""
-    sep = importlib.import_module("ptycho_ddip.separation.separate")
+    engine = importlib.import_module("ptycho_ddip.separation.engine")
 
     good = str(files / "good.npy")
     full = str(files / "full.h5")
     assert main(["separate", good, "-o", full, "--epochs", "6", *FAST]) == 0
     out = str(files / "o.h5")
-    real_save = sep._atomic_torch_save
+    real_save = engine.save_checkpoint
     saves = []
 
     def save_then_interrupt(obj, path):
@@ -64,13 +64,13 @@ def test_separate_checkpoint_resume_and_ctrl_c_from_the_command_line(files, caps
         saves.append(path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sep, "_atomic_torch_save", save_then_interrupt)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_interrupt)
     capsys.readouterr()
     assert main(["separate", good, "-o", out, "--epochs", "6", "--checkpoint-every", "3", *FAST]) == 130
     err = _messages(capsys.readouterr().err)
     assert saves == [out + ".ckpt"] and os.path.exists(out + ".ckpt") and not os.path.exists(out)
     assert len(err) == 1 and "checkpoint at" in err[0] and "--resume" in err[0], err
-    monkeypatch.setattr(sep, "_atomic_torch_save", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     assert main(["separate", good, "-o", out, "--epochs", "6", "--checkpoint-every", "3", "--resume", *FAST]) == 0
     assert not os.path.exists(out + ".ckpt")
     np.testing.assert_array_equal(read_separation_result(out)["separated"], read_separation_result(full)["separated"])

@@ -12,8 +12,6 @@ from ptycho_ddip.separation.mixing import (DEFAULT_SIGMAS, Mixing, apply_mixing,
 from ptycho_ddip.separation.options import SeparationOptions
 from ptycho_ddip.separation.separate import normalize_jointly, separate
 
-from conftest import assert_same_fit
-
 
 def _mixing(weights, sigmas=(2.0,), kinds=("lowpass", "highpass")):
     return Mixing(tuple(kinds), tuple(sigmas), np.asarray(weights, dtype=np.float64))
@@ -114,7 +112,7 @@ def test_fit_data_terms_and_the_skipped_exclusion():
     """The data term of the estimated mixing's fit, sum_i mean((Y_i - (M^-1 x)_i)^2): it vanishes at the unmixed
     slices; off them it is the hand-computed sum. gamma_excl = 0 (the default here) records an exclusion of 0;
     gamma_excl = 0.5 a positive one."""
-    from ptycho_ddip.separation.separate import _member_losses
+    from ptycho_ddip.separation.fit import member_losses
 
     b = blend(make_phantom("au-nio", (40, 40), seed=0).normalized())
     target, _ = normalize_jointly(b.inputs)
@@ -131,28 +129,27 @@ def test_fit_data_terms_and_the_skipped_exclusion():
         u = model.unmixed.double()
         o = SeparationOptions()
         assert o.gamma_excl == 0.0
-        mis0, exc0, _ = _member_losses(model, at_u, x, o, 0, pairs)
+        mis0, exc0, _ = member_losses(model, at_u, x, o, 0, pairs)
         assert float(mis0[0]) < 1e-10 and float(exc0[0]) == 0.0
-        mis, _, _ = _member_losses(model, off, x, o, 0, pairs)
+        mis, _, _ = member_losses(model, off, x, o, 0, pairs)
         want = (off["slices"][0] - u) ** 2
         assert float(mis[0]) == pytest.approx(float(want.mean(dim=(-2, -1)).sum()), rel=1e-9)
         assert float(mis[0]) > 1e-4
         o = SeparationOptions(gamma_excl=0.5)
-        _, exc, _ = _member_losses(model, off, x, o, 0, pairs)
+        _, exc, _ = member_losses(model, off, x, o, 0, pairs)
         assert float(exc[0]) > 1e-3
 
 
 def test_select_loss_keeps_each_slices_least_mismatch_iterate():
     """select="loss" (the estimated mixing's default): per member and slice, the network image whose slice is closest
     to its unmixed slice; a final iterate that is best is returned as it is."""
-    from ptycho_ddip.separation.separate import _track_best
+    from ptycho_ddip.separation.engine import BestIterate
 
-    u = torch.zeros(2, 4, 4)
-    best = {"val": torch.full((1, 2), float("inf")), "epoch": torch.zeros((1, 2), dtype=torch.long),
-            "y": torch.zeros(1, 2, 4, 4)}
+    hook = BestIterate(torch.zeros(2, 4, 4), members=1)
     for epoch, (d1, d2) in enumerate([(3.0, 1.0), (1.0, 2.0), (2.0, 0.5)]):
         slices = torch.stack([torch.full((4, 4), d1), torch.full((4, 4), d2)])[None]
-        _track_best(best, {"slices": slices, "y": slices + 10.0}, u, epoch)
+        hook.track({"slices": slices, "y": slices + 10.0}, epoch)
+    best = hook.state
     assert best["epoch"].tolist() == [[1, 2]]
     np.testing.assert_allclose(best["y"][0, :, 0, 0].numpy(), [11.0, 10.5])
     np.testing.assert_allclose(best["val"].numpy(), [[1.0, 0.25]])

@@ -14,7 +14,9 @@ from ptycho_ddip.separation.model import DDIPModel
 from ptycho_ddip.separation.networks import KernelFilter, ShallowDIPFilter, SkipDIP
 from ptycho_ddip.optionsbase import OptionsError
 from ptycho_ddip.separation.options import MOVED, EstimateOptions, LearnedOptions, SeparationOptions
-from ptycho_ddip.separation.separate import CHECKPOINT_FORMAT, Fit, exclusion_form, input_anchor_pairs, separate
+from ptycho_ddip.separation.engine import CHECKPOINT_FORMAT, Checkpoint, Engine, Hook
+from ptycho_ddip.separation.fit import Fit, exclusion_form, input_anchor_pairs
+from ptycho_ddip.separation.separate import normalize_jointly, separate
 
 from conftest import TEST_DEVICE, assert_same_fit
 
@@ -263,6 +265,86 @@ def test_resume_refuses_a_checkpoint_of_another_format(tmp_path):
         separate(b.inputs, epochs=4, checkpoint_path=ck, resume=True, **kw)
 
 
+class _Log(Hook):
+    """A hook of the caller's: records every call; its record is its checkpointed state."""
+
+    key = "log"
+
+    def __init__(self):
+        self.calls = []
+
+    def begin(self, engine):
+        self.calls.append(("begin", engine.start))
+
+    def after_step(self, engine, epoch, out):
+        self.calls.append(("step", epoch, float(engine.history[epoch, 0, 0])))
+
+    def end(self, engine):
+        self.calls.append(("end",))
+
+    def finish(self, engine, last, returned):
+        self.calls.append(("finish",))
+        return returned
+
+    def state_dict(self):
+        return list(self.calls)
+
+    def load_state_dict(self, state):
+        self.calls = list(state)
+
+
+def test_engine_runs_hooks_in_order_and_a_resumed_fit_ends_where_the_uninterrupted_one_ends(tmp_path):
+    """The engine calls each hook once per step with that step's losses, saves every hook's state in its
+    checkpoints, and a fit restored from the checkpoint of epoch 3 ends bit for bit where the uninterrupted fit
+    ends (float64; one thread); hooks do not change the fit."""
+    torch.set_num_threads(1)
+    target = normalize_jointly(_small_blend().inputs)[0]
+    opts = SeparationOptions(method="paper", epochs=5, dtype="float64", learned=BAL)
+    config = {**opts.to_dict(), "seeds": [0]}
+    ck = str(tmp_path / "engine.ckpt")
+    log = _Log()
+    full = Engine(Fit(target, opts, [0], torch.device("cpu")), 5, [log, Checkpoint(ck, 3, config)])
+    last, returned = full.run()
+    assert returned is last  # no hook replaced the returned outputs
+    steps = [c for c in log.calls if c[0] == "step"]
+    assert [c[1] for c in steps] == [0, 1, 2, 3, 4] and log.calls[0] == ("begin", 0)
+    assert log.calls[-2:] == [("end",), ("finish",)]
+    assert [c[2] for c in steps] == full.history[:, 0, 0].tolist()
+    bare = Engine(Fit(target, opts, [0], torch.device("cpu")), 5)
+    bare.run()
+    assert torch.equal(bare.history, full.history)  # the hooks changed nothing
+    resumed_log = _Log()
+    resumed = Engine(Fit(target, opts, [0], torch.device("cpu")), 5, [resumed_log])
+    resumed.restore(ck, config)
+    assert resumed.start == 3 and resumed_log.calls == log.calls[:4]  # begin, steps 0-2: the checkpoint's state
+    last2, _ = resumed.run()
+    assert resumed_log.calls[4] == ("begin", 3) and resumed_log.calls[5:] == log.calls[4:]
+    assert torch.equal(resumed.history, full.history) and torch.equal(last2["y"], last["y"])
+    with pytest.raises(ValueError, match="different options"):
+        Engine(Fit(target, opts, [1], torch.device("cpu")), 5).restore(ck, {**config, "seeds": [1]})
+
+
+@pytest.mark.parametrize("method", ["estimate", "paper"])
+def test_every_hooks_state_survives_a_resume(tmp_path, method):
+    """Best iterate (estimate) or kept iterates (paper), monitor and snapshots are all checkpointed: a separation
+    interrupted at epoch 6 and resumed returns what the uninterrupted one returns (one thread: bit for bit)."""
+    b = _small_blend()
+    kw = dict(seed=2, progress=False, device=TEST_DEVICE, threads=1, snapshot_every=3, monitor_every=2,
+              truth=b.truth)
+    if method == "estimate":
+        kw.update(estimate=EST)
+    else:
+        kw.update(method="paper", select="crosstalk",
+                  learned={**BAL, "select_from": 2, "select_every": 2, "select_guard": 0.0})
+    full = separate(b.inputs, epochs=10, **kw)
+    ck = str(tmp_path / "run.ckpt")
+    separate(b.inputs, epochs=6, checkpoint_every=3, checkpoint_path=ck, **kw)
+    resumed = separate(b.inputs, epochs=10, checkpoint_path=ck, resume=True, **kw)
+    for name in ("separated", "loss", "monitor", "snapshots", "snapshot_epochs"):
+        assert_same_fit(getattr(resumed, name), getattr(full, name))
+    assert resumed.config["selected_epochs"] == full.config["selected_epochs"]
+
+
 def test_ensemble_mean_std_and_members():
     b = _small_blend()
     r = separate(b.inputs, epochs=4, seed=0, ensemble=3, member_batch=2, progress=False)
@@ -449,8 +531,6 @@ def test_fused_exclusion_equals_pairwise_reference():
 def test_ghost_estimate_is_the_models_ghost_term_in_input_units():
     """ghost_estimate_1 = (1 - alpha_1) f_12(y_2) mapped to input units, recomputed from the saved kernel and y."""
     import torch.nn.functional as F
-
-    from ptycho_ddip.separation.separate import normalize_jointly
 
     b = _small_blend()
     res = separate(b.inputs, epochs=5, seed=0, progress=False, device=TEST_DEVICE, method="paper", learned=BAL,

@@ -1,34 +1,30 @@
-"""The DDIP fitting loop: normalisation, Adam with step decay, progress, checkpoint/resume, ensembles, monitoring.
+"""The public entry of a DDIP separation: options -> fits (:mod:`.engine`) -> :class:`SeparationResult`.
 
 Units. Inputs are normalised jointly for fitting (z-score over all slices, then min-max to [0, 1]). The networks'
 clean images y_i live in that normalised space (``SeparationResult.normalized``). ``SeparationResult.separated``
 maps each y_i back to the input's units by the least-squares affine fit of y_i to its input I_i: the part of the
-input explained by slice i's own signal, with the ghost removed. The final iterate is returned (not the original
-code's best-PSNR iterate; see the README).
+input explained by slice i's own signal, with the ghost removed. Ensembles: members are fitted in groups (one batched
+network per group) and averaged; ``std`` is their per-pixel standard deviation.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.profiler import record_function
 
 from .._version import __version__
-from ..atomic import atomic_write
-from ..progress import progress_bar
 from ..runtime import configure_threads, resolve_device
-from .batched import build_model
-from .fixed import FixedMixingDIP
-from .losses import exclusion_all_pairs, exclusion_pairs, mismatch
-from .metrics import correlation, ghost_to_signal, gradient_correlation
-from .mixing import Mixing, estimate_mixing
+from .engine import (BestIterate, Checkpoint, Engine, KeptIterates, Monitor, Progress, Snapshots, match_to_inputs,
+                     monitor_columns)
+from .fit import Fit, estimate_target_mixing
+from .mixing import Mixing
 from .model import default_ghost_kinds
-from .options import ESTIMATE_EXCLUSION, SeparationOptions
-from .select import select_iterates, selected_slices
+from .options import SeparationOptions
+from .select import selected_slices
 
 LOSS_COLUMNS = ("epoch", "total", "mismatch", "exclusion", "weight")
 MIN_SIZE = 32  # the 5-scale exclusion loss pools 4 times: 32 px leaves 2 px at the coarsest scale
@@ -156,37 +152,7 @@ def validate_images(images: np.ndarray, name: str = "input") -> np.ndarray:
     return x
 
 
-def _atomic_torch_save(obj: dict, path: str) -> None:
-    with atomic_write(path, overwrite=True) as tmp:
-        torch.save(obj, tmp)
-
-
-#: version of the checkpoint layout and of the options it records; a checkpoint of another format is refused
-CHECKPOINT_FORMAT = 2
-#: options that may change between a run and its resumption (they do not change the fit)
-_RESUME_IGNORED = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "experimental.log_every", "device",
-                   "threads", "monitor_every")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def check_checkpoint(checkpoint: dict, config: dict, path: str) -> None:
-    """Refuse a checkpoint of another format, or one written with options that change the fit."""
-    fmt = checkpoint.get("format", 1)
-    if fmt != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: checkpoint of format {fmt}, written by another version of ptycho_ddip (this one "
-                         f"reads format {CHECKPOINT_FORMAT}); delete it or run without --resume")
-    old, new = _flat(checkpoint["config"]), _flat(config)
-    if any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in _RESUME_IGNORED):
-        raise ValueError(f"{path}: checkpoint was written with different options; remove it or run without --resume")
-
-
-# ----------------------------------------------------------------------------------------------- one member
+# ----------------------------------------------------------------------------------------------- one group of members
 
 @dataclass
 class _MemberOutput:
@@ -202,312 +168,83 @@ class _MemberOutput:
     mixing: Optional[dict] = None  # the estimated mixing (Mixing.to_dict()), method="estimate" only
 
 
-def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
-    """The model's decomposition of each synthesised input: (K, N_input, N_slot, H, W), where [k, i, i] is the own
-    term w_i y_i and [k, i, j] the ghost term (1 - w_i)/(N - 1) f_ij(y_j); summed over slots it is ``synth``."""
-    y, own = out["y"], out["own"]
-    k, n, h, w = y.shape
-    comps = y.new_zeros(k, n, n, h, w)
-    for i in range(n):
-        comps[:, i, i] = own[:, i, None, None] * y[:, i]
-        others = [j for j in range(n) if j != i]
-        for q, j in enumerate(others):
-            comps[:, i, j] = ((1.0 - own[:, i]) / (n - 1))[:, None, None] * ghosts[:, i, q]
-    return comps
+@dataclass
+class _Run:
+    """What the fits of one separation share besides the options: the normalised images (N, H, W), the device, the
+    ground truth of the monitor, the display and the shared mixing estimate."""
+
+    target: np.ndarray
+    device: torch.device
+    truth: Optional[np.ndarray] = None
+    ghosts: Optional[np.ndarray] = None
+    progress: Any = True
+    callback: Optional[Callable] = None
+    mixing: Optional[Mixing] = None
 
 
-def input_anchor_pairs(ghost_kinds: Sequence[str]) -> tuple:
-    """(slices, inputs) index lists of the input-anchored exclusion: every slice that receives a high-pass ghost
-    paired with the input of every slice that receives a low-pass ghost."""
-    pairs = [(i, j) for i, ki in enumerate(ghost_kinds) for j, kj in enumerate(ghost_kinds)
-             if ki == "highpass" and kj == "lowpass"]
-    return [i for i, _ in pairs], [j for _, j in pairs]
+def _hooks(run: _Run, opts: SeparationOptions, fit: Fit, checkpoint_path: Optional[str], desc: str,
+           config: dict) -> dict:
+    """The engine's hooks that ``opts`` ask for, by role, in the order they run (the checkpoint last)."""
+    inputs = run.target if opts.experimental.match_inputs else None
+    kinds = opts.ghost_kinds or default_ghost_kinds(run.target.shape[0])
+    hooks: dict = {}
+    if opts.select == "loss" and opts.epochs > 0:
+        hooks["best"] = BestIterate(fit.model.unmixed, fit.members)
+    if run.truth is not None:
+        hooks["monitor"] = Monitor(run.truth, run.ghosts, opts.monitor_every, inputs, fit.members)
+    if opts.snapshot_every:
+        hooks["snapshots"] = Snapshots(opts.snapshot_every, run.target)
+    if opts.select == "crosstalk":
+        lo = opts.learned
+        hooks["kept"] = KeptIterates(selected_slices(kinds), lo.select_every, lo.select_from, inputs, fit.members)
+    hooks["progress"] = Progress(desc, run.progress, opts.experimental.log_every, run.callback)
+    if checkpoint_path and opts.checkpoint_every:
+        hooks["checkpoint"] = Checkpoint(checkpoint_path, opts.checkpoint_every, config)
+    return hooks
 
 
-def exclusion_form(opts: SeparationOptions) -> dict:
-    """How the exclusion loss is computed: ``balance`` (gradient-balanced), ``input_weight`` and ``input_scales``
-    (the input anchor, relative to gamma_excl): fixed for ``method="estimate"`` (:data:`ESTIMATE_EXCLUSION`), the
-    ``learned`` settings for ``method="paper"``."""
-    if opts.method == "estimate":
-        return ESTIMATE_EXCLUSION
-    lo = opts.learned
-    return {"balance": lo.exclusion_balance, "input_weight": lo.exclusion_input,
-            "input_scales": lo.exclusion_input_scales}
-
-
-def input_anchor(target: torch.Tensor, opts: SeparationOptions) -> Optional[tuple]:
-    """(slice indices, (1, P, H, W) anchor inputs) of the input-anchored exclusion on ``target`` (1, N, H, W), or
-    None when it is off or no slice pair qualifies; computed once per fit."""
-    hp, lp = input_anchor_pairs(opts.ghost_kinds or default_ghost_kinds(target.shape[1]))
-    return (hp, target[:, lp].contiguous()) if exclusion_form(opts)["input_weight"] > 0 and hp else None
-
-
-def _member_losses(model, out: dict, target: torch.Tensor, opts: SeparationOptions, epoch: int,
-                   pairs: tuple, anchor: Optional[tuple] = None) -> tuple:
-    """(mismatch, exclusion, weight) per member, each (K,). Fused on the fast path, the reference loss functions
-    member by member on the plain path. With the estimated mixing the mismatch is that of each slice Y_i to its own
-    unmixed slice (M^-1 I)_i. A zero exclusion weight (``gamma_excl=0``, the
-    estimated mixing's default) skips the exclusion terms altogether (their column is then 0)."""
-    y = out["y"]
-    k = y.shape[0]
-    form = exclusion_form(opts)
-    bal, fast = form["balance"], opts.experimental.fast
-    if opts.method == "estimate":
-        per_slice = _slice_mismatch(out, model.unmixed)
-        out["slice_mismatch"] = per_slice.detach()  # reused by select="loss" (_track_best)
-        mis = per_slice.sum(dim=1)
-    elif fast:
-        mis = (out["synth"] - target).pow(2).mean(dim=(-2, -1)).sum(dim=1)
-    else:
-        mis = torch.stack([mismatch(out["synth"][m], target[0]) for m in range(k)])
-    if opts.gamma_excl == 0:
-        exc = torch.zeros_like(mis)
-    elif fast:
-        exc = exclusion_pairs(y[:, pairs[0]], y[:, pairs[1]], balance=bal)
-    else:
-        exc = torch.stack([exclusion_all_pairs(y[m][:, None], balance=bal) for m in range(k)])
-    if anchor is not None and opts.gamma_excl != 0:
-        hp, images = anchor
-        exc = exc + form["input_weight"] * exclusion_pairs(y[:, hp], images.expand(k, -1, -1, -1),
-                                                           scales=form["input_scales"], balance=bal)
-    if opts.method == "paper" and epoch < opts.learned.weight_reg_epochs:
-        reg = opts.learned.weight_reg * (out["alpha"] - 0.5).pow(2).sum(dim=1)
-    else:
-        reg = torch.zeros_like(mis)
-    return mis, exc, reg
-
-
-def make_schedule(optim: torch.optim.Optimizer, opts: SeparationOptions):
-    """The paper's learning-rate schedule: x ``lr_decay`` every ``lr_step`` epochs."""
-    x = opts.experimental
-    return torch.optim.lr_scheduler.StepLR(optim, step_size=x.lr_step, gamma=x.lr_decay)
-
-
-class Fit:
-    """Model, optimiser and schedule of members ``seeds`` on normalised images ``target_np`` (N, H, W).
-
-    With ``opts.method == "estimate"`` the model is a :class:`~.fixed.FixedMixingDIP` on ``mixing`` (estimated here
-    when not given); otherwise the DDIP model with learnable mixing (fast or plain path).
-
-    ``step(epoch)`` runs one Adam step of every member and returns the model outputs (before the step) and a (K, 4)
-    tensor of total, mismatch, exclusion and weight losses, left on the device (no host sync). ``penalty``, if
-    given, maps the model outputs to an extra (K,) loss added to the total (for experiments, e.g. the demos).
-    """
-
-    def __init__(self, target_np: np.ndarray, opts: SeparationOptions, seeds: Sequence[int], device: torch.device,
-                 mixing: Optional[Mixing] = None):
-        n, h, w = target_np.shape
-        self.opts = opts
-        self.dtype = getattr(torch, opts.dtype)
-        self.mixing = None
-        x = opts.experimental
-        if opts.method == "estimate":
-            self.mixing = mixing if mixing is not None else estimate_target_mixing(target_np, opts)
-            model = FixedMixingDIP(target_np, self.mixing, seeds, channels=x.channels, skip_channels=x.skip_channels,
-                                   noise_scale=x.noise_scale, channels_last=x.fast)
-        else:
-            model = build_model(n, (h, w), seeds, fast=x.fast, filters=opts.learned.filters,
-                                ghost_kinds=opts.ghost_kinds, channels=x.channels, skip_channels=x.skip_channels,
-                                noise_scale=x.noise_scale, filter_sigmoid=x.filter_sigmoid)
-        self.model = model.to(device=device, dtype=self.dtype)
-        self.target = torch.as_tensor(target_np, dtype=self.dtype, device=device)[None]
-        fused = x.fast and device.type in ("cpu", "cuda")
-        self.optim = torch.optim.Adam(self.model.parameters(), lr=opts.lr, fused=fused or None)
-        self.sched = make_schedule(self.optim, opts)
-        self.pairs = ([i for i in range(n) for j in range(i + 1, n)], [j for i in range(n) for j in range(i + 1, n)])
-        self.anchor = input_anchor(self.target, opts)
-
-    def step(self, epoch: int, penalty: Optional[Callable] = None) -> tuple:
-        out = self.model()
-        with record_function("ddip.losses"):
-            mis, exc, reg = _member_losses(self.model, out, self.target, self.opts, epoch, self.pairs, self.anchor)
-            per_member = mis + float(self.opts.gamma_excl) * exc + reg
-            if penalty is not None:
-                per_member = per_member + penalty(out)
-        self.optim.zero_grad(set_to_none=True)
-        with record_function("ddip.backward"):
-            per_member.sum().backward()
-        with record_function("ddip.adam"):
-            self.optim.step()
-            self.sched.step()
-        return out, torch.stack([per_member, mis, exc, reg], dim=1).detach()
-
-
-def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progress: bool = False) -> Mixing:
-    """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts``' settings (CPU, float64)."""
-    kinds = opts.ghost_kinds or default_ghost_kinds(target_np.shape[0])
-    e = opts.estimate
-    return estimate_mixing(target_np, kinds, e.sigmas_px, e.iters, e.lr, blur_px=e.blur_px, progress=progress)
-
-
-def _fit_group(target_np: np.ndarray, opts: SeparationOptions, member_ids: Sequence[int], device: torch.device,
-               truth: Optional[np.ndarray], ghosts: Optional[np.ndarray], progress: bool,
-               checkpoint_path: Optional[str], desc: str, callback: Optional[Callable],
-               mixing: Optional[Mixing] = None) -> list:
+def _fit_group(run: _Run, opts: SeparationOptions, member_ids: Sequence[int], checkpoint_path: Optional[str],
+               desc: str) -> list:
     """Fit ensemble members ``member_ids`` (seeds ``opts.seed + id``) together; one _MemberOutput per member."""
-    n, h, w = target_np.shape
     seeds = [opts.seed + int(m) for m in member_ids]
-    k = len(seeds)
-    fit = Fit(target_np, opts, seeds, device, mixing)
-    model, optim, sched = fit.model, fit.optim, fit.sched
-    history = torch.zeros(opts.epochs, k, 4, device=device, dtype=fit.dtype)
-    monitor: list = [[] for _ in range(k)]
-    snapshots: list = []  # of the batch's first member
-    kinds = opts.ghost_kinds or default_ghost_kinds(n)
-    sel = selected_slices(kinds) if opts.select == "crosstalk" else []
-    kept: list = [[] for _ in range(k)]  # per member [(epoch, (S, H, W) float32 images of the `sel` slices)]
-    # select="loss": per member and slice, the smallest own mismatch so far, its epoch and network image (on device)
-    track = opts.select == "loss" and opts.epochs > 0
-    best = ({"val": torch.full((k, n), float("inf"), device=device, dtype=fit.dtype),
-             "epoch": torch.zeros((k, n), device=device, dtype=torch.long),
-             "y": torch.zeros((k, n, h, w), device=device, dtype=fit.dtype)} if track else None)
-    start = 0
-    cfg = {**opts.to_dict(), "seeds": seeds}
+    fit = Fit(run.target, opts, seeds, run.device, run.mixing)
+    config = {**opts.to_dict(), "seeds": seeds}
+    hooks = _hooks(run, opts, fit, checkpoint_path, desc, config)
+    engine = Engine(fit, opts.epochs, hooks.values())
     if checkpoint_path and opts.resume and os.path.exists(checkpoint_path):
-        ck = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        check_checkpoint(ck, cfg, checkpoint_path)
-        model.load_state_dict(ck["model"])
-        optim.load_state_dict(ck["optim"])
-        sched.load_state_dict(ck["sched"])
-        start = int(ck["epoch"])
-        done_k = min(start, opts.epochs)
-        history[:done_k] = ck["history"][:done_k].to(device)
-        monitor = [list(m) for m in ck["monitor"]]
-        snapshots = list(ck.get("snapshots", []))
-        kept = [list(m) for m in ck.get("kept", kept)]
-        if track and ck.get("best") is not None:  # a checkpoint without it: the tracking restarts here
-            best = {key: v.to(device) for key, v in ck["best"].items()}
-    bar = progress_bar(opts.epochs, desc, progress, initial=start, dynamic_ncols=True)
-    match = opts.experimental.match_inputs
-    inputs = target_np if match else None
-    for epoch in range(start, opts.epochs):
-        out, history[epoch] = fit.step(epoch)
-        done = epoch + 1
-        if track:  # `out` is the state after `epoch` steps
-            _track_best(best, out, model.unmixed, epoch)
-        if truth is not None and epoch > 0 and epoch % opts.monitor_every == 0:
-            # `out` is the state after `epoch` steps
-            y_np, al_np = out["y"].detach().cpu().numpy(), out["alpha"].detach().cpu().numpy()
-            for m in range(k):
-                monitor[m].append(_monitor_row(epoch, y_np[m], al_np[m], truth, ghosts, inputs))
-        if opts.snapshot_every and epoch > 0 and epoch % opts.snapshot_every == 0:
-            snapshots.append(_snapshot(epoch, out["y"][0], target_np))
-        if sel and epoch >= opts.learned.select_from and epoch % opts.learned.select_every == 0:
-            y_host = out["y"].detach().cpu()  # one transfer for all members
-            for m in range(k):
-                _, y_m = _snapshot(epoch, y_host[m], inputs)
-                kept[m].append((epoch, y_m[sel]))
-        if done % opts.experimental.log_every == 0 or done == opts.epochs:
-            vals = history[epoch, 0].tolist()
-            al = out["alpha"][0].detach().cpu().numpy()
-            bar.set_postfix(loss=f"{vals[0]:.3e}", mis=f"{vals[1]:.2e}", excl=f"{vals[2]:.2e}",
-                            alpha="/".join(f"{a:.3f}" for a in al), refresh=False)
-            bar.update(done - bar.n)
-            if callback is not None:
-                callback(done, vals, al)
-        if checkpoint_path and opts.checkpoint_every and done % opts.checkpoint_every == 0:
-            _atomic_torch_save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optim": optim.state_dict(),
-                                "sched": sched.state_dict(), "epoch": done, "history": history[:done].cpu(),
-                                "monitor": monitor, "snapshots": snapshots, "kept": kept, "config": cfg,
-                                "best": {key: v.cpu() for key, v in best.items()} if track else None},
-                               checkpoint_path)
-    bar.close()
-    with torch.no_grad():
-        final = model.unmixed_outputs() if opts.epochs == 0 else model()
-        y_last = final["y"].cpu().numpy().astype(np.float64)  # the final iterate (monitored at `epochs`)
-        if track:
-            _track_best(best, final, model.unmixed, opts.epochs)
-            final = model.outputs(best["y"])
-            best_epochs = best["epoch"].cpu().numpy()
-    y_all = final["y"].cpu().numpy().astype(np.float64)
-    al_all = final["alpha"].cpu().numpy().astype(np.float64)
-    with torch.no_grad():
-        if fit.mixing is not None:
-            comps = model.components(final)
-        else:
-            comps = synthesis_components(final, final["ghosts"] if "ghosts" in final else model.ghosts(final["y"]))
-    comps = comps.cpu().numpy().astype(np.float64)
-    hist = history.cpu().numpy().astype(np.float64)
-    if opts.snapshot_every and (not snapshots or snapshots[-1][0] < opts.epochs):
-        snapshots.append(_snapshot(opts.epochs, final["y"][0], target_np))
+        engine.restore(checkpoint_path, config)
+    _, returned = engine.run()
+    return _member_outputs(run, opts, engine, returned, hooks)
+
+
+def _member_outputs(run: _Run, opts: SeparationOptions, engine: Engine, returned: dict, hooks: dict) -> list:
+    """Each member's returned slices matched to the inputs (and chosen by ``select``), weights, filters, losses,
+    monitor rows and the model's ghost part of each input."""
+    fit, target = engine.fit, run.target
+    n = target.shape[0]
+    kinds = opts.ghost_kinds or default_ghost_kinds(n)
+    y_all = returned["y"].cpu().numpy().astype(np.float64)
+    al_all = returned["alpha"].cpu().numpy().astype(np.float64)
+    comps = fit.components(returned).cpu().numpy().astype(np.float64)
+    hist = engine.history.cpu().numpy().astype(np.float64)
+    best, kept, monitor = hooks.get("best"), hooks.get("kept"), hooks.get("monitor")
+    snapshots = hooks["snapshots"].items if "snapshots" in hooks else []
     outs = []
-    for m in range(k):
-        if truth is not None and (not monitor[m] or monitor[m][-1][0] < opts.epochs):
-            monitor[m].append(_monitor_row(opts.epochs, y_last[m], al_all[m], truth, ghosts, inputs))
+    for m in range(fit.members):
         loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
-        perm = match_to_inputs(y_all[m], target_np) if match else tuple(range(n))
+        perm = match_to_inputs(y_all[m], target) if opts.experimental.match_inputs else tuple(range(n))
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
         y_m, chosen = y_all[m][list(perm)], None
-        if track:
-            chosen = best_epochs[m][list(perm)]
-        if sel:
-            y_m, chosen = select_iterates(kept[m], y_m, target_np, kinds, opts.epochs, opts.learned.select_guard,
-                                         opts.learned.select_estimate)
-        outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=model.filter_arrays(m),
-                                  loss=loss_table, monitor=monitor[m], permutation=perm, foreign=foreign,
-                                  snapshots=snapshots if m == 0 else [], selected_epochs=chosen,
+        if best is not None:
+            chosen = best.epochs[m][list(perm)]
+        if kept is not None:
+            y_m, chosen = kept.select(m, y_m, target, kinds, opts.epochs, opts.learned.select_guard,
+                                      opts.learned.select_estimate)
+        outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=fit.model.filter_arrays(m), loss=loss_table,
+                                  monitor=monitor.rows[m] if monitor is not None else [], permutation=perm,
+                                  foreign=foreign, snapshots=snapshots if m == 0 else [], selected_epochs=chosen,
                                   mixing=fit.mixing.to_dict() if fit.mixing is not None else None))
     return outs
-
-
-def _slice_mismatch(out: dict, unmixed: torch.Tensor) -> torch.Tensor:
-    """(K, N) mean squared difference of each slice Y_i of ``out`` from its unmixed slice (M^-1 x)_i."""
-    return (out["slices"] - unmixed.to(out["slices"].dtype)).pow(2).mean(dim=(-2, -1))
-
-
-def _track_best(best: dict, out: dict, unmixed: torch.Tensor, epoch: int) -> None:
-    """Update ``best`` (select="loss") in place with the state ``out`` after ``epoch`` steps: per member and slice,
-    keep the network image whose slice is closest (mean squared difference) to its unmixed slice. Device-side."""
-    with torch.no_grad():
-        d = out["slice_mismatch"] if "slice_mismatch" in out else _slice_mismatch(out, unmixed)
-        better = d < best["val"]
-        best["val"] = torch.where(better, d.to(best["val"].dtype), best["val"])
-        best["epoch"] = torch.where(better, torch.full_like(best["epoch"], int(epoch)), best["epoch"])
-        best["y"] = torch.where(better[..., None, None], out["y"].detach().to(best["y"].dtype), best["y"])
-
-
-def _snapshot(epoch: int, y: torch.Tensor, inputs: Optional[np.ndarray]) -> tuple:
-    """(epoch, y (N, H, W) float32 matched to the inputs, or in slot order when ``inputs`` is None) of one member's
-    clean images y."""
-    y_np = y.detach().cpu().numpy().astype(np.float32)
-    return int(epoch), (y_np if inputs is None else y_np[list(match_to_inputs(y_np, inputs))])
-
-
-def match_to_inputs(y: np.ndarray, inputs: np.ndarray) -> tuple:
-    """The assignment of network outputs to input slices that maximises the summed correlation.
-
-    DDIP's model is symmetric under swapping y_1 and y_2 together with the weights and filters, and a fit can land
-    in the swapped solution (the fitted slot 1 holding slice 2's features). ``perm[i]`` is the output slot that
-    becomes slice i; the identity when nothing is swapped. Brute force over permutations (N <= 7).
-    """
-    import itertools
-
-    n = y.shape[0]
-    c = np.array([[correlation(y[k], inputs[i]) for k in range(n)] for i in range(n)])
-    return max(itertools.permutations(range(n)), key=lambda p: sum(c[i, p[i]] for i in range(n)))
-
-
-def monitor_columns(n: int) -> tuple:
-    cols = ["epoch"]
-    cols += [f"ghost_to_signal_{i + 1}" for i in range(n)] + [f"correlation_{i + 1}" for i in range(n)]
-    cols += [f"alpha_{i + 1}" for i in range(n)] + ["gradient_correlation"]
-    return tuple(cols)
-
-
-def _monitor_row(epoch: int, y: np.ndarray, alpha: np.ndarray, truth: np.ndarray, ghosts: Optional[np.ndarray],
-                 inputs: Optional[np.ndarray] = None) -> list:
-    """One monitor row for one member: y (N, H, W) the network outputs, alpha (N,)."""
-    y = np.asarray(y, dtype=np.float64)
-    n = y.shape[0]
-    if inputs is not None:  # score what the user would get at this epoch: outputs matched to the inputs
-        y = y[list(match_to_inputs(y, inputs))]
-    gsr, corr = [], []
-    for i in range(n):
-        g = ghosts[i] if ghosts is not None else np.stack([truth[j] for j in range(n) if j != i])
-        gsr.append(ghost_to_signal(y[i], truth[i], g))
-        corr.append(correlation(y[i], truth[i]))
-    gc = float(np.mean([gradient_correlation(y[i], y[j]) for i in range(n) for j in range(i + 1, n)]))
-    return [float(epoch)] + gsr + corr + [float(a) for a in alpha] + [gc]
 
 
 # ----------------------------------------------------------------------------------------------- public API
@@ -575,6 +312,7 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
     # the estimated mixing depends on the images only: estimated once, shared by every member
     if options.method == "estimate" and mixing is None:
         mixing = estimate_target_mixing(target, options, progress)
+    run = _Run(target, device, truth, ghosts, progress, callback, mixing)
     idx = list(range(options.ensemble)) if members is None else list(members)
     # batching members pays on GPUs (fewer, larger kernels) but not on CPU (measured 0.6-1.1x per member at 272^2,
     # benchmarks/bench_separation.py --ensembles), so the default is one member at a time on CPU
@@ -588,8 +326,7 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
             desc = f"DDIP member {batch[0] + 1}/{options.ensemble}"
         else:
             desc = f"DDIP members {batch[0] + 1}-{batch[-1] + 1}/{options.ensemble}"
-        outs.extend(_fit_group(target, options, batch, device, truth, ghosts, progress,
-                               member_checkpoint(options, batch[0]), desc, callback, mixing))
+        outs.extend(_fit_group(run, options, batch, member_checkpoint(options, batch[0]), desc))
     return outs
 
 
