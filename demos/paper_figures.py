@@ -133,8 +133,8 @@ def main() -> None:
 
     from ptycho_ddip.phantoms import blend, make_phantom
     from ptycho_ddip.separation.resolution import streak_angle, streak_energy
-    from ptycho_ddip.separation.sweep import (AUTO_GAMMAS, Setting, rows_markdown, sweep_figure,
-                                              sweep_rows, uncertainty_figure)
+    from ptycho_ddip.plotting import sweep_figure, uncertainty_figure
+    from ptycho_ddip.separation.sweep import AUTO_GAMMAS, Setting, rows_markdown, sweep_rows
 
     figdir = os.path.join(args.out, "figures", "results")
     valdir = os.path.join(args.out, "validation")

@@ -12,7 +12,7 @@ from ._version import __version__
 
 _EXPORTS = {
     "separate": "ptycho_ddip.separation.separate",
-    "separate_files": "ptycho_ddip.separation.separate",
+    "separate_files": "ptycho_ddip.separation_files",
     "SeparationResult": "ptycho_ddip.separation.separate",
     "SeparationOptions": "ptycho_ddip.separation.options",
     "estimate_mixing": "ptycho_ddip.separation.mixing",

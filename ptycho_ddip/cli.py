@@ -207,7 +207,7 @@ def _run_separate(args: argparse.Namespace) -> int:
     from .parallel import get_comm
     from .progress import cli_progress
     from .runtime import resolve_device
-    from .separation.separate import output_paths, separate_files
+    from .separation_files import output_paths, separate_files
 
     comm = get_comm()
     with comm.abort_on_error("ptycho-ddip separate: error: "):
@@ -233,7 +233,8 @@ def _run_separate(args: argparse.Namespace) -> int:
         gammas = args.gamma_excl if isinstance(args.gamma_excl, list) else None
         filters = args.filters if isinstance(args.filters, list) else [opts.filters or "estimate"]
         if args.gamma_excl == "auto":
-            from .separation.sweep import auto_gamma_files, auto_gammas
+            from .separation.sweep import auto_gammas
+            from .separation_files import auto_gamma_files
 
             if len(filters) > 1:
                 raise ValueError("--gamma-excl auto chooses gamma for one filter type; give one --filters")
@@ -246,7 +247,8 @@ def _run_separate(args: argparse.Namespace) -> int:
                     print(write_seed(args.seed_for, args.inputs, res.separated, args.output, part, args.overwrite))
             return 0
         if (gammas and len(gammas) > 1) or len(filters) > 1:
-            from .separation.sweep import sweep_files, sweep_paths, sweep_settings
+            from .separation.sweep import sweep_settings
+            from .separation_files import sweep_files, sweep_paths
 
             if args.seed_for:
                 raise InputError("--seed-for writes the seed of one separation; run the chosen setting without a "

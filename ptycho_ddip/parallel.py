@@ -23,7 +23,7 @@ Collectives used by the package:
   CUDA tensors are staged through host memory unless ``PTYCHO_DDIP_CUDA_AWARE_MPI=1`` says the MPI library reads
   device memory. This is the ``grad_allreduce`` hook of the reconstructor.
 * :meth:`Communicator.ensemble_gather` builds the ``gather`` callable of
-  :func:`ptycho_ddip.separation.separate.separate_files` (member k on rank k % size, all members on rank 0).
+  :func:`ptycho_ddip.separation_files.separate_files` (member k on rank k % size, all members on rank 0).
 * :meth:`Communicator.abort_on_error` (context manager or decorator): an exception on any rank prints the error on
   that rank and calls ``MPI_Abort``, so the other ranks stop instead of waiting forever in a collective.
 * :meth:`Communicator.call_on_root`: run a check (e.g. "may the output be written?") on rank 0 and raise its
@@ -237,7 +237,7 @@ class Communicator:
 
     # -------------------------------------------------------------------------------------------- ensembles
     def ensemble_gather(self, n_members: int) -> "EnsembleGather":
-        """The ``gather`` of :func:`ptycho_ddip.separation.separate.separate_files` for a ``n_members`` ensemble;
+        """The ``gather`` of :func:`ptycho_ddip.separation_files.separate_files` for a ``n_members`` ensemble;
         its ``members`` attribute lists this rank's member indices."""
         return EnsembleGather(self, n_members)
 

@@ -372,7 +372,7 @@ def _separation_stage(p1: dict, dataset, options: PipelineOptions, paths: dict, 
     import h5py
 
     from .io import atomic_write
-    from .separation.separate import separate_files
+    from .separation_files import separate_files
 
     obj = p1["object"]
     shape = obj.shape[-2:]

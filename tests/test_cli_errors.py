@@ -77,7 +77,7 @@ def test_separate_checkpoint_resume_and_ctrl_c_from_the_command_line(files, caps
 
 
 def test_ctrl_c_without_checkpoints_says_how_to_make_runs_resumable(files, capsys, monkeypatch):
-    sep = importlib.import_module("ptycho_ddip.separation.separate")
+    sep = importlib.import_module("ptycho_ddip.separation_files")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -148,14 +148,6 @@ def test_uncertainty_figure_std_maps_share_a_scale_per_row(px):
         P.uncertainty_figure(_runs(std=False))
 
 
-def test_sweep_module_names_still_draw():
-    from ptycho_ddip.separation.sweep import sweep_figure, uncertainty_figure
-
-    x = _stack()
-    _check_images(sweep_figure(x, _runs(), None, 0.5, None, part="phase"))
-    _check_images(uncertainty_figure(_runs(), None))
-
-
 @pytest.mark.parametrize("px", [None, PX])
 def test_reconstruction_figure_shows_object_probe_and_loss(px, tmp_path):
     rng = np.random.default_rng(1)

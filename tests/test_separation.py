@@ -1,6 +1,7 @@
 """DDIP engine: networks, losses, model equations, options, determinism, resume, ensembles, N = 3, quality."""
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -470,6 +471,32 @@ def test_option_groups_belong_to_their_method():
     p = o.updated(method="paper", learned={"filters": "dip"})
     assert p.estimate is None and p.filters == "dip" and p.gamma_excl == 0.1 and p.select == "final"
     assert p.updated(method="estimate").select == "loss" and o.filters is None
+
+
+def test_separation_imports_neither_io_nor_plotting_nor_multislice():
+    """The engine takes arrays and returns arrays: every module of ptycho_ddip.separation imports without the file
+    layer, the figures or the multislice physics (files: ptycho_ddip.separation_files)."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import ptycho_ddip.separation as package
+
+    names = [f"ptycho_ddip.separation.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[:2] in "
+            "(['ptycho_ddip', 'io'], ['ptycho_ddip', 'plotting'], ['ptycho_ddip', 'multislice']))\n"
+            "print(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert len(names) >= 12 and out.strip() == "[]", out
+    # nor lazily, inside functions
+    import re
+
+    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
+        found = re.findall(r"^\s*(?:(?:from|import)\s+(?:\.\.|ptycho_ddip\.)|from\s+(?:\.\.|ptycho_ddip)\s+import\s+)"
+                           r"(io|plotting|multislice)\b", path.read_text(), flags=re.M)
+        assert not found, (path.name, found)
 
 
 def test_ghost_to_signal_metric_on_known_mixture():

@@ -8,7 +8,6 @@ network per group) and averaged; ``std`` is their per-pixel standard deviation.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -359,98 +358,3 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
                             config=config, std=seps.std(0, ddof=1), members=seps, monitor=mon,
                             monitor_columns=monitor_columns(n) if mon is not None else (), snapshots=snaps,
                             snapshot_epochs=snap_epochs)
-
-
-# ----------------------------------------------------------------------------------------------- files
-
-def output_paths(out_path: str) -> dict:
-    """Every file a separation writes for ``OUT.h5``: the HDF5, a multi-page TIFF of the separated slices (and of
-    the std for ensembles) and a PNG figure beside it."""
-    stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
-    return {"h5": out_path, "tiff": stem + "_separated.tiff", "std_tiff": stem + "_std.tiff", "png": stem + ".png",
-            "snapshots_png": stem + "_snapshots.png"}
-
-
-def output_keys(options: SeparationOptions) -> tuple:
-    """The keys of :func:`output_paths` that a separation with ``options`` writes."""
-    return (("h5", "tiff", "png") + (("std_tiff",) if options.ensemble > 1 else ())
-            + (("snapshots_png",) if options.snapshot_every else ()))
-
-
-def write_result_files(paths: dict, result: SeparationResult, truth: np.ndarray | None = None,
-                       overwrite: bool = False, *, image_part: str | None = None,
-                       pixel_size_m: float | None = None) -> None:
-    """Write ``result`` to the files of :func:`output_paths` (HDF5, TIFFs, figures), each atomically. The figures
-    label the images as ``image_part`` of a complex object (default: ``result.config["part"]``; "phase" -> rad,
-    none -> input units) and draw scale bars when ``pixel_size_m`` (metres) is given."""
-    from .. import io
-    from ..plotting import separation_figure, snapshot_figure
-
-    part = image_part or result.config.get("part")
-    io.write_separation_result(paths["h5"], result.to_dict(), overwrite=overwrite)
-    io.write_tiff(paths["tiff"], result.separated.astype(np.float32), overwrite=overwrite)
-    if result.std is not None:
-        io.write_tiff(paths["std_tiff"], result.std.astype(np.float32), overwrite=overwrite)
-    separation_figure(result.inputs, result.separated, result.loss, result.alpha, std=result.std, truth=truth,
-                      monitor=result.monitor, monitor_columns=result.monitor_columns,
-                      mixing=result.config.get("mixing_estimate"), path=paths["png"], part=part,
-                      pixel_size_m=pixel_size_m)
-    if result.snapshots is not None:
-        snapshot_figure(result.snapshots, result.snapshot_epochs, path=paths["snapshots_png"], part=part,
-                        pixel_size_m=pixel_size_m)
-
-
-def read_inputs(sources: Sequence[str], part: Optional[str] = None,
-                truth_sources: Optional[Sequence[str]] = None) -> tuple:
-    """Read and validate the slices of ``sources`` and, when given, the true slices (same shape), for the engine;
-    errors name the files. Returns (images (N, H, W), truth or None)."""
-    from .. import io
-
-    images, _meta = io.read_images(sources, part=part, min_size=MIN_SIZE)
-    truth = None
-    if truth_sources:
-        truth, _ = io.read_images(truth_sources, part=part, min_size=MIN_SIZE)
-        if truth.shape != images.shape:
-            raise io.InputError(f"{', '.join(truth_sources)}: truth has shape {truth.shape} but the inputs "
-                                f"{', '.join(sources)} have {images.shape}; give one true slice per input slice")
-    return validate_images(images, name=", ".join(sources)), truth
-
-
-def separate_files(sources: Sequence[str], out_path: str, options: SeparationOptions | None = None, *,
-                   part: str | None = None, truth_sources: Sequence[str] | None = None, overwrite: bool = False,
-                   progress: bool = True, members: Sequence[int] | None = None,
-                   gather: Callable | None = None, image_part: str | None = None,
-                   pixel_size_m: float | None = None) -> SeparationResult | None:
-    """Read slices from files, separate them, and write ``OUT.h5`` + TIFF + PNG (see :func:`output_paths`).
-    ``image_part``, ``pixel_size_m``: labels and scale bars of the figures (:func:`write_result_files`).
-
-    Every output path is checked before fitting (an existing file is an error unless ``overwrite``); all writes are
-    atomic. ``gather`` (MPI) combines the member outputs of all ranks and returns them in member order on the
-    writing rank, None elsewhere; such ranks return None.
-    """
-    from .. import io
-
-    options = options or SeparationOptions()
-    paths = output_paths(out_path)
-    writing = gather is None or gather.is_root  # type: ignore[attr-defined]
-    if writing:
-        for key in output_keys(options):
-            io.check_output_path(paths[key], overwrite)
-    x, truth = read_inputs(sources, part, truth_sources)
-    if (options.checkpoint_every or options.resume) and not options.checkpoint_path:
-        options = dataclasses.replace(options, checkpoint_path=out_path + ".ckpt")
-    outs = fit_members(x, options, members, truth=truth, progress=progress, rank=getattr(gather, "rank", 0))
-    if gather is not None:
-        outs = gather(outs)
-        if not writing:
-            return None
-    result = assemble_result(x, outs, options)
-    result.config["sources"] = list(sources)
-    result.config["part"] = part
-    write_result_files(paths, result, truth, overwrite, image_part=image_part, pixel_size_m=pixel_size_m)
-    if options.checkpoint_path:  # the result is safely written: the checkpoints are no longer needed
-        for k in range(options.ensemble):
-            ck = member_checkpoint(options, k)
-            if ck and os.path.exists(ck):
-                os.remove(ck)
-    return result

@@ -1,7 +1,8 @@
 """Sweeps over gamma_excl and filter types (the paper's Figs 3, 4 and 6), and the automatic choice of gamma_excl.
 
 A sweep fits one separation per setting (filters, gamma_excl) on the same images with the same seed. Under MPI the
-settings are spread over the ranks (setting s on rank s % R) and rank 0 gathers the results.
+settings are spread over the ranks (setting s on rank s % R) and rank 0 gathers the results. Its files (one result per
+setting, the comparison figure, the metrics table) are written by :mod:`ptycho_ddip.separation_files`.
 
 Automatic gamma (``choose_gamma``), without ground truth. Every candidate gamma is fitted in full, and the one whose
 outputs have the smallest truth-free crosstalk estimate (:func:`ptycho_ddip.separation.metrics.crosstalk_estimate`:
@@ -10,20 +11,17 @@ against the ground-truth-best gamma is in docs/results.md (``demos/paper_figures
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from .fit import estimate_target_mixing
 from .options import SeparationOptions
-from .separate import (SeparationResult, assemble_result, estimate_target_mixing, fit_members, normalize_jointly,
-                       read_inputs, validate_images)
+from .separate import SeparationResult, assemble_result, fit_members, normalize_jointly, validate_images
 
-__all__ = ["Setting", "sweep_settings", "run_sweep", "sweep_rows", "choose_gamma", "sweep_figure",
-           "uncertainty_figure", "AUTO_GAMMAS", "auto_gammas"]
+__all__ = ["Setting", "sweep_settings", "check_settings", "run_sweep", "sweep_rows", "choose_gamma", "rows_markdown",
+           "AUTO_GAMMAS", "auto_gammas"]
 
 #: candidate gammas of ``--gamma-excl auto`` per filter type of ``method="paper"`` (spanning DESIGN.md's ranges); the
 #: rule was validated on the learnable mixing only, so the estimated mixing has none (:func:`auto_gammas`)
@@ -166,130 +164,3 @@ def rows_markdown(rows: Sequence[dict]) -> str:
             line += f" {r['mean_std']:.4g} |"
         lines.append(line)
     return "\n".join(lines)
-
-
-def sweep_figure(inputs: np.ndarray, runs: Sequence, truth: Optional[np.ndarray] = None, exponent: float = 0.5,
-                 path: Optional[str] = None, **kwargs):
-    """The paper's Figs 3/4 layout (inputs, every setting's output, truth, power spectra):
-    :func:`ptycho_ddip.plotting.sweep_figure` (``kwargs``: ``part``, ``label``, ``pixel_size_m``)."""
-    from ..plotting import sweep_figure as figure
-
-    return figure(inputs, runs, truth, exponent, path, **kwargs)
-
-
-def uncertainty_figure(runs: Sequence, path: Optional[str] = None, **kwargs):
-    """The paper's Fig. 6 (ensemble std maps per setting, mean std against gamma):
-    :func:`ptycho_ddip.plotting.uncertainty_figure` (``kwargs``: ``part``, ``label``, ``pixel_size_m``)."""
-    from ..plotting import uncertainty_figure as figure
-
-    return figure(runs, path, **kwargs)
-
-
-def sweep_paths(out_path: str, settings: Sequence[Setting]) -> dict:
-    """``OUT.h5`` -> one result per setting ``OUT_<filters>_g<gamma>.h5``, ``OUT_sweep.png/.json/.md`` and
-    ``OUT_auto.json`` (the choice of ``--gamma-excl auto``)."""
-    stem = out_path[:-3] if out_path.endswith(".h5") else os.path.splitext(out_path)[0]
-    d = {s: f"{stem}_{s.label}.h5" for s in settings}
-    d.update({"png": stem + "_sweep.png", "json": stem + "_sweep.json", "md": stem + "_sweep.md",
-              "auto_json": stem + "_auto.json",
-              "uncertainty_png": stem + "_uncertainty.png"})
-    return d
-
-
-def write_sweep(out_path: str, inputs: np.ndarray, runs: Sequence, config: dict, truth: Optional[np.ndarray] = None,
-                ghosts: Optional[np.ndarray] = None, overwrite: bool = False,
-                say: Callable[[str], None] = print) -> list:
-    """Write every run (HDF5 + TIFF + PNG, as ``separate`` does), the comparison figure and the metrics table."""
-    from .. import io
-    from .separate import output_paths, write_result_files
-
-    settings = [s for s, _ in runs]
-    paths = sweep_paths(out_path, settings)
-    part = config.get("part")
-    for s, r in runs:
-        write_result_files(output_paths(paths[s]), r, truth, overwrite, image_part=part)
-    rows = sweep_rows(runs, truth, ghosts)
-    sweep_figure(inputs, runs, truth=truth, path=paths["png"], part=part)
-    if any(r.std is not None for _, r in runs):
-        uncertainty_figure(runs, path=paths["uncertainty_png"], part=part)
-    with io.atomic_write(paths["json"], overwrite=overwrite) as tmp, open(tmp, "w") as fh:
-        json.dump({"config": config, "rows": rows}, fh, indent=1)
-    table = rows_markdown(rows)
-    with io.atomic_write(paths["md"], overwrite=overwrite) as tmp, open(tmp, "w") as fh:
-        fh.write(table + "\n")
-    say(table)
-    return rows
-
-
-def _check_sweep_outputs(out_path: str, base: SeparationOptions, settings: Sequence[Setting],
-                         overwrite: bool) -> None:
-    from .. import io
-    from .separate import output_keys, output_paths
-
-    paths = sweep_paths(out_path, settings)
-    for s in settings:
-        p = output_paths(paths[s])
-        for key in output_keys(base):
-            io.check_output_path(p[key], overwrite)
-    for key in ("png", "json", "md"):
-        io.check_output_path(paths[key], overwrite)
-
-
-def sweep_files(sources: Sequence[str], out_path: str, base: SeparationOptions, settings: Sequence[Setting], *,
-                part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None, overwrite: bool = False,
-                progress: bool = True, comm=None) -> Optional[list]:
-    """Read the slices, fit every setting (spread over MPI ranks) and write the results, the comparison figure and
-    the metrics table (:func:`sweep_paths`); returns the table rows on rank 0."""
-    check_settings(base, settings)
-    if comm is None or comm.is_root:
-        _check_sweep_outputs(out_path, base, settings, overwrite)
-    x, truth = read_inputs(sources, part, truth_sources)
-    runs = run_sweep(x, base, settings, truth=truth, comm=comm, progress=progress)
-    if runs is None:
-        return None
-    config = {"sources": list(sources), "part": part, "base": base.to_dict(),
-              "settings": [dataclasses.asdict(s) for s in settings]}
-    return write_sweep(out_path, x, runs, config, truth=truth, overwrite=overwrite)
-
-
-def auto_gamma_files(sources: Sequence[str], out_path: str, options: SeparationOptions, candidates: Sequence[float],
-                     *, part: Optional[str] = None, truth_sources: Optional[Sequence[str]] = None,
-                     overwrite: bool = False, progress: bool = True, comm=None, rule: str = "crosstalk",
-                     say: Callable[[str], None] = print) -> Optional[SeparationResult]:
-    """``--gamma-excl auto``: fit every candidate gamma with the full ``options`` (a sweep, spread over MPI ranks),
-    write the sweep's files (:func:`sweep_paths`: one result per gamma, the comparison figure, the table with the
-    crosstalk estimates), choose gamma with :func:`choose_gamma` on the final outputs, and write the chosen run as
-    the separation's own ``OUT.h5`` (+ TIFF, PNG) and the choice as ``OUT_auto.json``. Costs one fit per candidate
-    (the chosen one is not refitted). Checkpoints are not used. Returns the chosen result on rank 0, None elsewhere.
-
-    Why full-length fits and not a short sweep: the crosstalk estimate of outputs after a quarter of the epochs
-    ranked the gammas less well (docs/results.md), since slice 1 is cleaned late in the fit."""
-    from .. import io
-    from .separate import output_keys, output_paths, write_result_files
-
-    auto_gammas(options)  # refuses the estimated mixing
-    options = dataclasses.replace(options, checkpoint_every=0, resume=False, checkpoint_path=None)
-    settings = sweep_settings(candidates, [options.filters])
-    auto_json = sweep_paths(out_path, settings)["auto_json"]
-    chosen_paths = output_paths(out_path)
-    if comm is None or comm.is_root:
-        _check_sweep_outputs(out_path, options, settings, overwrite)
-        for key in output_keys(options):
-            io.check_output_path(chosen_paths[key], overwrite)
-        io.check_output_path(auto_json, overwrite)
-    x, truth = read_inputs(sources, part, truth_sources)
-    runs = run_sweep(x, options, settings, truth=truth, comm=comm, progress=progress)
-    if runs is None:
-        return None
-    config = {"sources": list(sources), "part": part, "base": options.to_dict(),
-              "settings": [dataclasses.asdict(s) for s in settings]}
-    rows = write_sweep(out_path, x, runs, config, truth=truth, overwrite=overwrite, say=say)
-    gamma = choose_gamma(rows, rule)
-    chosen = next(r for s, r in runs if s.gamma == gamma)
-    chosen.config.update({"sources": list(sources), "part": part,
-                          "auto_gamma": {"rule": rule, "candidates": [float(c) for c in candidates]}})
-    write_result_files(chosen_paths, chosen, truth, overwrite)
-    with io.atomic_write(auto_json, overwrite=overwrite) as tmp, open(tmp, "w") as fh:
-        json.dump({"rule": rule, "epochs": options.epochs, "rows": rows, "gamma_excl": gamma}, fh, indent=1)
-    say(f"--gamma-excl auto: chose {gamma:g} (rule {rule}: smallest truth-free crosstalk estimate; {auto_json})")
-    return chosen
