@@ -1,8 +1,8 @@
 """Compare truth-free rules for choosing gamma_excl on gamma sweeps of the phantoms (the study behind
 ``--gamma-excl auto``; docs/results.md, "How the rule was chosen").
 
-    python demos/auto_gamma_rules.py --seeds 0,1 --runs out/auto_rules      # ~35 min on 2 cores
-    python demos/auto_gamma_rules.py --kernel-gammas 0.1,0.2,0.4,0.7,1,2,4 --dip-gammas 0.02,0.04,0.1,0.2,0.4,1,2
+    python studies/auto_gamma_rules.py --seeds 0,1 --runs out/auto_rules      # ~35 min on 2 cores
+    python studies/auto_gamma_rules.py --kernel-gammas 0.1,0.2,0.4,0.7,1,2,4 --dip-gammas 0.02,0.04,0.1,0.2,0.4,1,2
 
 For each phantom (au-nio, zp-nio; layout seed 0), filter type and fit seed, fits every candidate gamma of
 ``AUTO_GAMMAS`` for ``--epochs`` epochs with the defaults, keeping snapshots, and caches each fit as an ``.npz`` in

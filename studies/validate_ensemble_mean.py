@@ -1,8 +1,8 @@
 """Is the ensemble mean a remedy for ghost comeback? Each blend of the validation, K members (seeds 0..K-1), defaults.
 
-    python demos/validate_ensemble_mean.py [--members 3] [--epochs 2000] [--filters kernel] [--workers 2]
+    python studies/validate_ensemble_mean.py [--members 3] [--epochs 2000] [--filters kernel] [--workers 2]
 
-For every blend of demos/validate_separation.py this prints the final ghost-to-signal ratio of slice 1 and 2 for each
+For every blend of studies/validate_separation.py this prints the final ghost-to-signal ratio of slice 1 and 2 for each
 member (which also shows how much single fits vary from seed to seed) and for the members' mean (the result
 ``separate(..., ensemble=K)`` returns), with the issue's acceptance applied to the mean. Writes
 ``OUT/ensemble_mean.json``.

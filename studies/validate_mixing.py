@@ -1,9 +1,9 @@
 """Validate the estimated mixing alone: unmix synthetic blends and score the unmixed slices against the truth.
 
-    python demos/validate_mixing.py --seeds 0-10 --blends G1,G2,G3 --out out/mixing          # the tuning blends
-    python demos/validate_mixing.py --seeds 0-3 --blends G4,G5,G6 --out out/mixing_heldout   # held-out ghost shapes
-    python demos/validate_mixing.py --seeds 0,1 --blends G1,G3 --noise 0.05 --out out/mixing_noise
-    python demos/validate_mixing.py --seeds 0-10 --gain none --out out/mixing_std            # the DDIP-code exclusion
+    python studies/validate_mixing.py --seeds 0-10 --blends G1,G2,G3 --out out/mixing          # the tuning blends
+    python studies/validate_mixing.py --seeds 0-3 --blends G4,G5,G6 --out out/mixing_heldout   # held-out ghost shapes
+    python studies/validate_mixing.py --seeds 0,1 --blends G1,G3 --noise 0.05 --out out/mixing_noise
+    python studies/validate_mixing.py --seeds 0-10 --gain none --out out/mixing_std            # the DDIP-code exclusion
 
 For every (seed, phantom, blend) it blends the phantom (96 x 96 unless ``--size``) with known truth, estimates the
 mixing with :func:`ptycho_ddip.separation.mixing.estimate_mixing` (the package defaults unless ``--gain``,
@@ -134,7 +134,7 @@ def main() -> None:
     print(md)
     print(f"{len(rows)} runs, options {options or 'package defaults'}, {time.perf_counter() - t0:.0f} s wall")
     with open(os.path.join(args.out, "mixing.md"), "w") as fh:
-        fh.write(f"`python demos/validate_mixing.py` with options {options or 'package defaults'}\n\n{md}\n")
+        fh.write(f"`python studies/validate_mixing.py` with options {options or 'package defaults'}\n\n{md}\n")
 
 
 if __name__ == "__main__":

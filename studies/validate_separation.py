@@ -1,7 +1,7 @@
 """Validate DDIP separation across phantoms, ghost settings and filter types, over the whole fitting trajectory.
 
-    python demos/validate_separation.py --epochs 2000 --size 96 --workers 2 --out docs/validation
-    python demos/validate_separation.py --variants paper,default --blends G1 --phantoms au-nio --filters kernel
+    python studies/validate_separation.py --epochs 2000 --size 96 --workers 2 --out docs/validation
+    python studies/validate_separation.py --variants paper,default --blends G1 --phantoms au-nio --filters kernel
 
 For every (phantom, ghost setting, filter type, variant) it blends the phantom with known truth, separates it with
 ground-truth monitoring every ``--monitor-every`` epochs, and records for each slice: the input's ghost-to-signal
