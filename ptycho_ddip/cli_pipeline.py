@@ -24,8 +24,9 @@ def _add_pipeline(p: argparse.ArgumentParser) -> Callable:
     p.add_argument("--config", help="JSON/TOML pipeline config (see OUTDIR/config.json of any run); flags win")
     p.add_argument("--force", action="store_true", help="delete the outputs of a previous run in OUTDIR, redo all")
     p.add_argument("--part", choices=("phase", "magnitude"), help="part of the slices to separate (default phase)")
-    p.add_argument("--pass2-seed", choices=("separated", "ghost_removed"),
-                   help="seed of pass 2: the DDIP's clean images or pass 1 minus the ghost estimate")
+    p.add_argument("--pass2-seed", choices=("totals", "separated", "ghost_removed"),
+                   help="seed of pass 2: totals (default; each separated slice with what pass 1 put of it into the "
+                        "other slices), the DDIP's clean images, or pass 1 minus the ghost estimate")
     p.add_argument("--epochs-pass1", type=int, help="epochs of the first reconstruction")
     p.add_argument("--epochs-separation", type=int, help="DDIP epochs")
     p.add_argument("--epochs-pass2", type=int, help="epochs of the second reconstruction")

@@ -44,203 +44,19 @@ import functools
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from .io import InputError
-from .multislice._options import OptionsError
 from .multislice.reconstruct import ReconstructionOptions
-from .separation.options import SeparationOptions
+from .pipeline_options import RUN_CONTROL, PipelineOptions, _as_options  # noqa: F401 (PipelineOptions: public)
+from .pipeline_options import STAGES  # noqa: F401 (public)
+from .pipeline_report import _report, data_loss, format_metrics, read_box, seed_images  # noqa: F401 (public)
+from .slices import crop as _crop, scan_box, seed_object, slice_part  # noqa: F401 (public)
 
 __all__ = ["PipelineOptions", "run_pipeline", "pipeline_paths", "scan_box", "seed_object", "slice_part",
            "STAGES", "format_metrics"]
-
-PARTS = ("phase", "magnitude")
-SEEDS = ("separated", "ghost_removed")
-STAGES = ("pass1", "separation", "pass2", "report")
-#: options that may change between runs of the same OUTDIR (they do not change the result)
-RUN_CONTROL = ("checkpoint_every", "separation_checkpoint_every", "pass1.device", "pass2.device",
-               "separation.device", "separation.threads", "separation.experimental.log_every")
-_MANAGED = ("checkpoint_every", "checkpoint_path", "resume")
-
-
-@dataclass
-class PipelineOptions:
-    """Options of :func:`run_pipeline` (validated; unknown keys are errors; JSON round trip).
-
-    Attributes
-    ----------
-    pass1 : :class:`ReconstructionOptions` of the first reconstruction (a dict is converted).
-    separation : :class:`SeparationOptions` of the DDIP separation.
-    pass2 : :class:`ReconstructionOptions` of the second reconstruction (its ``init`` is replaced by the seed built
-        from the separation and must stay at its default).
-    part : ``"phase"`` (default) or ``"magnitude"``: which part of the slices is separated.
-    pass2_seed : what of the separation seeds pass 2: ``"separated"`` (the DDIP's clean images, the paper's
-        choice) or ``"ghost_removed"`` (pass 1's slices minus the fitted model's ghost estimate: keeps every detail
-        pass 1 found and removes only what the model attributes to the other slices).
-    crop_to_scan : separate only the scanned region's bounding box (default True).
-    scan_threshold : the scanned region is where the summed probe intensity exceeds this fraction of its maximum.
-    checkpoint_every : reconstruction epochs between checkpoints (0 = none).
-    separation_checkpoint_every : DDIP epochs between checkpoints (0 = none).
-
-    Checkpoint paths are managed by the pipeline: ``checkpoint_every``, ``checkpoint_path`` and ``resume`` of the
-    stage options must stay at their defaults.
-
-    Examples
-    --------
-    >>> o = PipelineOptions.from_dict({"pass1": {"epochs": 3}, "separation": {"epochs": 20}, "part": "phase"})
-    >>> o.pass1.epochs, o.separation.epochs, o.pass2.epochs
-    (3, 20, 300)
-    >>> PipelineOptions.from_json(o.to_json()) == o
-    True
-    """
-
-    pass1: ReconstructionOptions = field(default_factory=ReconstructionOptions)
-    separation: SeparationOptions = field(default_factory=SeparationOptions)
-    pass2: ReconstructionOptions = field(default_factory=ReconstructionOptions)
-    part: str = "phase"
-    pass2_seed: str = "separated"
-    crop_to_scan: bool = True
-    scan_threshold: float = 0.1
-    checkpoint_every: int = 5
-    separation_checkpoint_every: int = 200
-
-    def __post_init__(self) -> None:
-        for name, cls in (("pass1", ReconstructionOptions), ("separation", SeparationOptions),
-                          ("pass2", ReconstructionOptions)):
-            value = getattr(self, name)
-            if isinstance(value, Mapping):
-                try:
-                    value = cls.from_dict(dict(value))
-                except (TypeError, ValueError) as exc:
-                    raise OptionsError(f"{name}: {exc}") from None
-            elif not isinstance(value, cls):
-                raise OptionsError(f"option {name} must be a {cls.__name__} or a dict of its options, got "
-                                   f"{type(value).__name__}")
-            setattr(self, name, value)
-            defaults = cls()
-            for key in _MANAGED:
-                if getattr(value, key) != getattr(defaults, key):
-                    raise OptionsError(f"{name}.{key} is managed by the pipeline (checkpoints go to OUTDIR); remove "
-                                       f"it and set the pipeline's checkpoint_every / separation_checkpoint_every")
-        if self.pass2.init != ReconstructionOptions().init:
-            raise OptionsError(f"pass2.init={self.pass2.init!r}: the second pass starts from the separated slices; "
-                               f"remove pass2.init")
-        if self.part not in PARTS:
-            raise OptionsError(f"option part={self.part!r} is not one of {PARTS}")
-        if self.pass2_seed not in SEEDS:
-            raise OptionsError(f"option pass2_seed={self.pass2_seed!r} is not one of {SEEDS}")
-        if not isinstance(self.crop_to_scan, bool):
-            raise OptionsError(f"option crop_to_scan must be true or false, got {self.crop_to_scan!r}")
-        if isinstance(self.scan_threshold, bool) or not isinstance(self.scan_threshold, (int, float)) or not (
-                0 < self.scan_threshold < 1):
-            raise OptionsError(f"option scan_threshold must be in (0, 1), got {self.scan_threshold!r}")
-        for name in ("checkpoint_every", "separation_checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise OptionsError(f"option {name} must be an integer >= 0, got {v!r}")
-
-    @classmethod
-    def from_dict(cls, mapping: Optional[Mapping[str, Any]] = None, **overrides: Any) -> "PipelineOptions":
-        """From a dict (e.g. parsed JSON/TOML; the stage tables may be partial) plus overrides; unknown keys raise
-        :class:`~ptycho_ddip.multislice.OptionsError`."""
-        data = dict(mapping or {})
-        data.update(overrides)
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise OptionsError(f"unknown PipelineOptions option(s) {unknown}; valid options are {names}")
-        return cls(**data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "PipelineOptions":
-        return cls.from_dict(json.loads(text))
-
-    def to_dict(self) -> dict:
-        """Plain-JSON dict: the pipeline's options plus one table per stage."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name in ("pass1", "separation", "pass2"):
-            out[name] = json.loads(getattr(self, name).to_json())
-        return out
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=indent is None)
-
-
-def _as_options(options) -> PipelineOptions:
-    if options is None:
-        return PipelineOptions()
-    if isinstance(options, PipelineOptions):
-        return options
-    return PipelineOptions.from_dict(options)
-
-
-# ------------------------------------------------------------------------------------------------ array helpers
-
-def scan_box(positions: np.ndarray, probe: np.ndarray, shape, threshold: float = 0.1, min_size: int = 32) -> tuple:
-    """Bounding box (y0, y1, x0, x1) of the scanned region: pixels whose summed probe intensity exceeds
-    ``threshold`` of its maximum, grown symmetrically to at least ``min_size`` (clipped to ``shape``).
-
-    >>> scan_box(np.array([[0.0, 0.0], [0.0, 8.0]]), np.ones((8, 8)), (40, 40))
-    (0, 32, 0, 32)
-    """
-    from .multislice.xrf import illuminated_mask
-
-    H, W = (int(v) for v in shape)
-    mask = illuminated_mask(np.asarray(positions), np.asarray(probe), (H, W), threshold)
-    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if ys.size == 0:
-        return 0, H, 0, W
-    box = []
-    for lo, hi, n in ((int(ys[0]), int(ys[-1]) + 1, H), (int(xs[0]), int(xs[-1]) + 1, W)):
-        m = min(min_size, n)
-        if hi - lo < m:
-            lo = max(0, min(lo - (m - (hi - lo)) // 2, n - m))
-            hi = lo + m
-        box += [lo, hi]
-    return tuple(box)
-
-
-def _crop(stack: np.ndarray, box) -> np.ndarray:
-    y0, y1, x0, x1 = box
-    return stack[..., y0:y1, x0:x1]
-
-
-def slice_part(obj: np.ndarray, part: str, box=None) -> np.ndarray:
-    """The real ``part`` of a complex (n_slices, H, W) object, float64.
-
-    ``"phase"``: ``angle(O e^{-i c}) + c`` per slice, c the phase of the slice's mean inside ``box`` (whole slice
-    when None), so that a global phase offset does not wrap at +/- pi; ``"magnitude"``: ``|O|``.
-    """
-    obj = np.asarray(obj)
-    if part == "magnitude":
-        return np.abs(obj).astype(np.float64)
-    region = obj if box is None else _crop(obj, box)
-    c = np.angle(region.reshape(region.shape[0], -1).mean(axis=1))[:, None, None]
-    return (np.angle(obj * np.exp(-1j * c)) + c).astype(np.float64)
-
-
-def seed_object(pass1_object: np.ndarray, separated: np.ndarray, box, part: str = "phase") -> np.ndarray:
-    """Initial guess of pass 2: pass 1's object with the separated ``part`` put back inside ``box``.
-
-    ``part="phase"``: ``|O_1| exp(i phi)``, phi = the separated phase inside the box and pass 1's phase outside.
-    ``part="magnitude"``: ``m exp(i angle(O_1))``, m = the separated magnitude (clipped at 1e-3) inside the box.
-    Returns complex128 (n_slices, H, W).
-    """
-    obj = np.asarray(pass1_object).astype(np.complex128)
-    y0, y1, x0, x1 = box
-    if part == "phase":
-        phase = slice_part(obj, "phase", box)
-        phase[:, y0:y1, x0:x1] = separated
-        return np.abs(obj) * np.exp(1j * phase)
-    mag = np.abs(obj)
-    mag[:, y0:y1, x0:x1] = np.maximum(separated, 1e-3)
-    return mag * np.exp(1j * np.angle(obj))
-
-
-# ------------------------------------------------------------------------------------------------ files
 
 def pipeline_paths(outdir: str | os.PathLike) -> dict:
     """Every file the pipeline writes in ``outdir``, by name."""
@@ -406,151 +222,12 @@ def _separation_stage(p1: dict, dataset, options: PipelineOptions, paths: dict, 
     comm.barrier()
 
 
-def _pass2_seed_images(paths: dict, options: PipelineOptions) -> np.ndarray:
-    """The separation output that seeds pass 2 (``options.pass2_seed``), (N, h, w) inside the box."""
-    from .io import read_separation_result
-
-    sep = read_separation_result(paths["separation"])
-    if options.pass2_seed == "separated":
-        return np.asarray(sep["separated"])
-    extra = sep.get("extra", {})
-    if "ghost_removed" not in extra:
-        raise InputError(f"{paths['separation']}: has no ghost_removed dataset (written by an older version); rerun "
-                         "the separation stage (--force) or use pass2_seed='separated'")
-    return np.asarray(extra["ghost_removed"])
-
-
-def _read_box(paths: dict) -> tuple:
-    import h5py
-
-    with h5py.File(paths["separation_input"], "r") as h5:
-        return tuple(int(v) for v in h5.attrs["box"])
-
-
-def data_loss(dataset, options: ReconstructionOptions, obj: np.ndarray, probe: Optional[np.ndarray] = None,
-              chunk: int = 64) -> float:
-    """Mean over positions of the reconstruction loss (``options.loss``) of object ``obj`` (complex
-    (n_slices, H, W)) with ``probe`` (default: the dataset's), evaluated once (no optimisation)."""
-    import torch
-
-    from .multislice.reconstruct import Reconstructor
-
-    ds = dataset if probe is None else dataclasses.replace(dataset, probe=np.asarray(probe))
-    opts = dataclasses.replace(options, epochs=0, init="constant", checkpoint_every=0, checkpoint_path=None,
-                               resume=False, device="cpu")
-    rec = Reconstructor(ds, opts, initial_object=obj)
-    n = rec.positions.shape[0]
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, n, chunk):
-            total += float(rec.position_losses(torch.arange(i, min(i + chunk, n))).sum())
-    return total / n
-
-
-def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> dict:
-    """metrics.json and summary.png from the stage files (rank 0)."""
-    from .io import read_reconstruction, read_separation_result, save_config_json
-    from .separation.metrics import separation_metrics
-
-    p1, p2 = read_reconstruction(paths["pass1"]), read_reconstruction(paths["pass2"])
-    sep = read_separation_result(paths["separation"])
-    box = _read_box(paths)
-    part = options.part
-    stages = {"pass1": _crop(slice_part(p1["object"], part, box), box), "separation": np.asarray(sep["separated"]),
-              "pass2": _crop(slice_part(p2["object"], part, box), box)}
-    gt = dataset.ground_truth_object
-    truth = None
-    if gt is not None and gt.shape == p1["object"].shape:
-        truth = _crop(slice_part(gt, part, box), box)
-    metrics: dict = {"data": os.path.abspath(data_path), "part": part, "box": list(box),
-                     "ground_truth": truth is not None, "stages": {}}
-    for name, images in stages.items():
-        entry: dict = {}
-        if name in ("pass1", "pass2"):
-            res = p1 if name == "pass1" else p2
-            opts = getattr(options, name)
-            entry["data_loss"] = data_loss(dataset, opts, res["object"], res["probe"])
-            entry["last_epoch_loss"] = float(res["loss"][-1]) if len(res["loss"]) else None
-            entry["epochs"] = int(len(res["loss"]))
-        else:
-            loss = np.asarray(sep["loss"])
-            entry["mismatch"] = float(loss[-1, 2]) if loss.size else None
-            entry["total_loss"] = float(loss[-1, 1]) if loss.size else None
-            entry["alpha"] = np.asarray(sep["alpha"]).tolist()
-            entry["epochs"] = int(loss.shape[0])
-            entry["input_correlation"] = _input_correlation(images, stages["pass1"])
-            metrics.setdefault("warnings", []).extend(_swap_warnings(entry["input_correlation"]))
-        if truth is not None:
-            entry["slices"] = separation_metrics(images, truth, ghosts=None)
-        metrics["stages"][name] = entry
-    if truth is not None:
-        try:
-            metrics["truth_data_loss"] = data_loss(dataset, options.pass1, gt)
-        except InputError:
-            metrics["truth_data_loss"] = None
-    from .plotting import summary_figure
-
-    summary_figure(stages, truth, p1["loss"], p2["loss"], np.asarray(sep["loss"]), part, paths["summary"],
-                   pixel_size_m=dataset.pixel_size_m)
-    save_config_json(paths["metrics"], metrics, overwrite=True)
-    return metrics
-
-
-def _input_correlation(separated: np.ndarray, inputs: np.ndarray) -> list:
-    """|Pearson correlation| of separated slice i with input slice j, as a nested list [i][j]."""
-    from .separation.metrics import correlation
-
-    n = separated.shape[0]
-    return [[abs(correlation(separated[i], inputs[j])) for j in range(n)] for i in range(n)]
-
-
-def _swap_warnings(corr: list) -> list:
-    """Warn when a separated slice resembles another input slice more than its own (the DDIP swapped the slices
-    or put one slice's content on both): the pass-2 seed is then poor, and pass 2 has to undo it."""
-    out = []
-    for i, row in enumerate(corr):
-        j = int(np.argmax(row))
-        if j != i:
-            out.append(f"separated slice {i + 1} correlates more with input slice {j + 1} ({row[j]:.2f}) than with "
-                       f"its own input ({row[i]:.2f}): the DDIP swapped or mixed the slices; check separation.png "
-                       f"(try separation ghost_kinds swapped, another seed, or an ensemble)")
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ figures
-
 def _reconstruction_figure(obj: np.ndarray, loss: np.ndarray, name: str, path: str, probe=None,
                            pixel_size_m: Optional[float] = None) -> None:
     """``<name>.png``: :func:`ptycho_ddip.plotting.reconstruction_figure` (object, probe, loss)."""
     from .plotting import reconstruction_figure
 
     reconstruction_figure(obj, loss, name, path, probe=probe, pixel_size_m=pixel_size_m)
-
-
-def format_metrics(metrics: Mapping) -> str:
-    """The metric table of a ``metrics.json`` as text (one row per stage and slice)."""
-    head = (f"{'stage':<11}{'data loss':>15}  {'slice':>5}{'ghost/signal':>14}{'corr':>8}{'PSNR':>8}{'SSIM':>8}")
-    lines = [f"metrics of the {metrics.get('part', 'phase')} inside the scanned box {metrics.get('box')} "
-             f"(y0, y1, x0, x1)" + ("" if metrics.get("ground_truth") else "; no ground truth in the data"), head]
-    for name, entry in metrics.get("stages", {}).items():
-        if name == "separation":
-            loss = entry.get("mismatch")
-            loss_txt = f"{'mis. ' + format(loss, '.4e') if loss is not None else '':>15}"
-        else:
-            loss = entry.get("data_loss")
-            loss_txt = f"{loss:>15.4e}" if loss is not None else f"{'':>15}"
-        slices = entry.get("slices") or [None]
-        for i, m in enumerate(slices):
-            first = f"{name:<11}{loss_txt}" if i == 0 else f"{'':<11}{'':>15}"
-            if m is None:
-                lines.append(first)
-            else:
-                lines.append(f"{first}  {i + 1:>5}{m['ghost_to_signal']:>14.4f}{m['correlation']:>8.4f}"
-                             f"{m['psnr']:>8.2f}{m['ssim']:>8.4f}")
-    if metrics.get("truth_data_loss") is not None:
-        lines.append(f"{'truth':<11}{metrics['truth_data_loss']:>15.4e}  (true object and probe: the noise floor)")
-    lines += [f"warning: {warning}" for warning in metrics.get("warnings", [])]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -606,7 +283,7 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
     >>> out = run_pipeline("data.h5", "run1", {"pass1": {"epochs": 20}})  # doctest: +SKIP
     >>> out["metrics"]["stages"]["pass2"]["slices"][0]["ghost_to_signal"]  # doctest: +SKIP
     """
-    from .io import read_dataset, read_reconstruction, read_separation_result
+    from .io import read_dataset, read_reconstruction
     from .parallel import get_comm
     from .runtime import configure_threads
 
@@ -661,7 +338,7 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
     if not skip("pass2"):
         say(f"[pipeline] pass2: reconstruction from the {options.pass2_seed.replace('_', '-')} {options.part}, "
             f"{options.pass2.epochs} epochs")
-        seed = seed_object(p1["object"], _pass2_seed_images(paths, options), _read_box(paths), options.part)
+        seed = seed_object(p1["object"], seed_images(paths, options), read_box(paths), options.part)
         _reconstruct_stage("pass2", data_id, dataset, options.pass2, seed, paths, comm, progress, callback,
                            options.checkpoint_every)
         timings["pass2"] = time.perf_counter() - t0

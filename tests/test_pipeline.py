@@ -181,11 +181,11 @@ def test_scan_box_and_seed_helpers():
 
 
 def test_ghost_removed_seed_is_the_input_minus_the_ghost_estimate(run):
-    from ptycho_ddip.pipeline import _pass2_seed_images, pipeline_paths
+    from ptycho_ddip.pipeline import pipeline_paths, seed_images
 
     _, outdir, _ = run
     sep = read_separation_result(os.path.join(outdir, "separation.h5"))
     opts = PipelineOptions.from_dict({**OPTIONS, "pass2_seed": "ghost_removed"})
-    seed = _pass2_seed_images(pipeline_paths(outdir), opts)
+    seed = seed_images(pipeline_paths(outdir), opts)
     np.testing.assert_allclose(seed, sep["inputs"] - sep["extra"]["ghost_estimate"], rtol=1e-12)
     assert not np.allclose(seed, sep["separated"])

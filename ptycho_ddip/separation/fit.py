@@ -25,9 +25,9 @@ __all__ = ["Fit", "member_losses", "exclusion_form", "input_anchor_pairs", "esti
 
 def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progress: bool = False) -> Mixing:
     """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts.estimate`` (CPU, float64)."""
-    kinds = opts.ghost_kinds or default_ghost_kinds(target_np.shape[0])
     e = opts.estimate
-    return estimate_mixing(target_np, kinds, e.sigmas_px, e.iters, e.lr, blur_px=e.blur_px, progress=progress)
+    return estimate_mixing(target_np, opts.ghost_kinds, e.sigmas_px, e.iters, e.lr, blur_px=e.blur_px,
+                           progress=progress, model=e.model)
 
 
 def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:

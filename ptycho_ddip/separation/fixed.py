@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .mixing import Mixing, ghost_terms, unmix_tensor
+from .mixing import Mixing, apply_unmixing, ghost_terms
 from .model import DDIPModel
 from .networks import SkipDIP, stack_into
 
@@ -43,7 +43,8 @@ class FixedMixingDIP(nn.Module):
         n, h, w = target.shape
         if mixing.weights.shape[0] != n:
             raise ValueError(f"the mixing is for {mixing.weights.shape[0]} slices, the target has {n}")
-        refs = [DDIPModel(n, (h, w), filters="kernel", ghost_kinds=mixing.ghost_kinds, channels=channels,
+        kinds = mixing.ghost_kinds if mixing.model == "ghost" else None  # only the image DIPs are taken from refs
+        refs = [DDIPModel(n, (h, w), filters="kernel", ghost_kinds=kinds, channels=channels,
                           skip_channels=skip_channels, noise_scale=noise_scale, seed=int(s)) for s in seeds]
         k = len(refs)
         self.members, self.n_slices, self.shape = k, n, (h, w)
@@ -55,7 +56,7 @@ class FixedMixingDIP(nn.Module):
                                                     for r in refs], dim=1))
         m = mixing.matrix((h, w))
         x = torch.as_tensor(target)
-        unmixed = unmix_tensor(x, m)
+        unmixed = apply_unmixing(x, mixing.unmixing((h, w)))
         lo, hi = unmixed.amin(dim=(-2, -1)), unmixed.amax(dim=(-2, -1))
         span = (hi - lo).clamp_min(1e-12)
         self.register_buffer("lo", (lo - MARGIN * span)[:, None, None])

@@ -46,6 +46,7 @@ import torch
 from .losses import exclusion_pairs
 
 DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+MODELS = ("direct", "ghost")
 DEFAULT_GAIN = 4.0  # mean |difference| each image's gradients are rescaled to, per scale (losses.exclusion_pairs)
 INIT_LOWPASS = 0.01  # starting weight of every low-pass basis blur (abs() needs a non-zero start to get a gradient)
 
@@ -141,6 +142,24 @@ def unmix_tensor(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return _image(_apply(_inverse(m), _spectrum(x)), x.shape[-2:])
 
 
+def apply_unmixing(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The clean images Y = U I of mixed images x (..., N, H, W) for an unmixing matrix U (N, N, 2H, W + 1)."""
+    return _image(_apply(u, _spectrum(x)), x.shape[-2:])
+
+
+def direct_basis(k: torch.Tensor, sigmas_px: Sequence[float]) -> torch.Tensor:
+    """The radial basis of the direct unmixing: an all-pass term and the Gaussian blurs G_s, (1 + S, *k.shape)."""
+    return torch.cat([torch.ones(1, *k.shape, dtype=k.dtype, device=k.device), gaussian_basis(k, sigmas_px)])
+
+
+def direct_unmixing(weights: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """U(k) = 1 + R(k) (N, N, h, w) of the direct model: ``R_ij = sum_b weights[i, j, b] basis_b`` off the diagonal
+    (signed: all-pass, low-pass, high-pass = all-pass minus low-pass, band-pass, of either sign), 1 on it."""
+    n = weights.shape[0]
+    eye = torch.eye(n, dtype=basis.dtype, device=basis.device)[:, :, None, None]
+    return eye + torch.einsum("ijb,bhw->ijhw", weights, basis) * (1.0 - eye)
+
+
 @dataclass
 class Mixing:
     """An estimated mixing (see the module docstring).
@@ -158,45 +177,65 @@ class Mixing:
     sigmas_px: tuple
     weights: np.ndarray
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    model: str = "ghost"
+
+    def _grid(self, shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
+        return radial_frequency((2 * int(shape[0]), 2 * int(shape[1])), device=device, dtype=dtype)
+
+    def _at(self, k: torch.Tensor, unmixing: bool) -> torch.Tensor:
+        w = torch.as_tensor(self.weights, dtype=k.dtype, device=k.device)
+        if self.model == "direct":
+            # U = 1 + R gives M = U^-1 with a diagonal D != 1; in the ghost model's convention (own term 1, Y_i the
+            # part of I_i that is slice i) the pair is M D^-1 and D U
+            m = _inverse(direct_unmixing(w, direct_basis(k, self.sigmas_px)))
+            d = torch.diagonal(m, dim1=0, dim2=1).permute(2, 0, 1)  # (N, h, w)
+            m = m / d[None]
+            return _inverse(m) if unmixing else m
+        m = transfer_matrix(w, gaussian_basis(k, self.sigmas_px), self.ghost_kinds)
+        return _inverse(m) if unmixing else m
 
     def matrix(self, shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
         """M(k) (N, N, 2H, W + 1) for images of ``shape`` (H, W) (the real-FFT grid of the mirror extension)."""
-        k = radial_frequency((2 * int(shape[0]), 2 * int(shape[1])), device=device, dtype=dtype)
-        w = torch.as_tensor(self.weights, dtype=dtype, device=device)
-        return transfer_matrix(w, gaussian_basis(k, self.sigmas_px), self.ghost_kinds)
+        return self._at(self._grid(shape, device, dtype), unmixing=False)
+
+    def unmixing(self, shape: Sequence[int], device=None, dtype=torch.float64) -> torch.Tensor:
+        """U(k) = M(k)^-1 (N, N, 2H, W + 1): the clean slices are Y = U I."""
+        return self._at(self._grid(shape, device, dtype), unmixing=True)
 
     def profiles(self, k: np.ndarray) -> np.ndarray:
-        """Radial transfer functions H_ij at frequencies ``k`` (cycles per pixel): (N, N, len(k)), diagonal 1."""
-        kk = torch.as_tensor(np.asarray(k, dtype=np.float64))[None, :]
-        m = transfer_matrix(torch.as_tensor(self.weights), gaussian_basis(kk, self.sigmas_px), self.ghost_kinds)
+        """Radial transfer functions H_ij of M at frequencies ``k`` (cycles per pixel): (N, N, len(k)), diagonal 1."""
+        m = self._at(torch.as_tensor(np.asarray(k, dtype=np.float64))[None, :], unmixing=False)
         return m[:, :, 0].numpy()
 
     def unmix(self, images: np.ndarray) -> np.ndarray:
-        """Y = M^-1 I of images (N, H, W), in the images' units (float64)."""
+        """Y = U I of images (N, H, W), in the images' units (float64)."""
         x = torch.as_tensor(np.asarray(images, dtype=np.float64))
-        return unmix_tensor(x, self.matrix(x.shape[-2:])).numpy()
+        return apply_unmixing(x, self.unmixing(x.shape[-2:])).numpy()
 
     def to_dict(self) -> dict:
-        return {"ghost_kinds": list(self.ghost_kinds), "sigmas_px": list(self.sigmas_px),
+        return {"model": self.model, "ghost_kinds": list(self.ghost_kinds), "sigmas_px": list(self.sigmas_px),
                 "weights": np.asarray(self.weights).tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Mixing":
         return cls(tuple(d["ghost_kinds"]), tuple(float(s) for s in d["sigmas_px"]),
-                   np.asarray(d["weights"], dtype=np.float64))
+                   np.asarray(d["weights"], dtype=np.float64), model=d.get("model", "ghost"))
 
 
 def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = None,
                     sigmas_px: Sequence[float] = DEFAULT_SIGMAS, iters: int = 800, lr: float = 0.005,
                     gain: Optional[float] = DEFAULT_GAIN, blur_px: float = 0.0,
-                    device: Optional[torch.device] = None, progress: bool = False) -> Mixing:
+                    device: Optional[torch.device] = None, progress: bool = False,
+                    model: Optional[str] = None) -> Mixing:
     """Estimate the mixing of ``images`` (N, H, W) without ground truth (module docstring).
 
     Parameters
     ----------
     images : (N, H, W) the contaminated slices (any units; z-scored jointly inside).
-    ghost_kinds : per slice ``"lowpass"``/``"highpass"``, the ghost it receives; None = slice 1 low-pass, the others
-        high-pass (the paper's assignment).
+    ghost_kinds : ``model="ghost"``: per slice ``"lowpass"``/``"highpass"``, the ghost it receives; None = slice 1
+        low-pass, the others high-pass (the paper's assignment).
+    model : ``"direct"`` (signed unmixing filters, no ghost kinds) or ``"ghost"`` (ghost filters of the given kinds);
+        None = ``"ghost"`` when ``ghost_kinds`` is given, else ``"direct"``.
     sigmas_px : widths (pixels) of the Gaussian basis of every transfer function.
     iters, lr : Adam iterations and learning rate.
     gain : the exclusion's gradient scale (``losses.exclusion_pairs(gain=)``); None = the DDIP code's exclusion of
@@ -218,7 +257,9 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     >>> from ptycho_ddip.phantoms import blend, make_phantom
     >>> b = blend(make_phantom("au-nio", (64, 64)).normalized())
     >>> mix = estimate_mixing(b.inputs, iters=50)
-    >>> mix.weights.shape
+    >>> mix.model, mix.weights.shape
+    ('direct', (2, 2, 8))
+    >>> estimate_mixing(b.inputs, ("lowpass", "highpass"), iters=50).weights.shape
     (2, 2, 7)
     """
     from ..progress import progress_iter
@@ -227,9 +268,14 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     if x.ndim != 3 or x.shape[0] < 2:
         raise ValueError(f"estimate_mixing needs (N >= 2, H, W) images, got shape {tuple(x.shape)}")
     n, h, w = x.shape
+    model = model or ("ghost" if ghost_kinds is not None else "direct")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     kinds = tuple(ghost_kinds) if ghost_kinds is not None else _default_kinds(n)
     if len(kinds) != n:
         raise ValueError(f"ghost_kinds needs {n} entries, got {kinds}")
+    if model == "direct":
+        kinds = ("direct",) * n
     if not len(sigmas_px) or min(sigmas_px) <= 0:
         raise ValueError(f"sigmas_px must be positive widths in pixels, got {sigmas_px}")
     if not blur_px >= 0:
@@ -240,18 +286,27 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     basis = gaussian_basis(k, sigmas_px)
     if blur_px > 0:
         spec = spec * gaussian_basis(k, (blur_px,))[0]
-    init = torch.zeros(n, n, len(sigmas_px), dtype=torch.float64, device=x.device)
-    for i, kind in enumerate(kinds):
-        if kind == "lowpass":
-            init[i] = INIT_LOWPASS
+    if model == "direct":  # U = 1 + R, R from 0: the estimate starts at the inputs themselves
+        dbasis = direct_basis(k, sigmas_px)
+        init = torch.zeros(n, n, dbasis.shape[0], dtype=torch.float64, device=x.device)
+
+        def unmixing(wt: torch.Tensor) -> torch.Tensor:
+            return direct_unmixing(wt, dbasis)
+    else:
+        init = torch.zeros(n, n, len(sigmas_px), dtype=torch.float64, device=x.device)
+        for i, kind in enumerate(kinds):
+            if kind == "lowpass":
+                init[i] = INIT_LOWPASS
+
+        def unmixing(wt: torch.Tensor) -> torch.Tensor:
+            return _inverse(transfer_matrix(wt, basis, kinds))
     weights = init.clone().requires_grad_(True)
     first = [i for i in range(n) for j in range(i + 1, n)]
     second = [j for i in range(n) for j in range(i + 1, n)]
     optim = torch.optim.Adam([weights], lr=lr)
     history = np.empty(iters)
     for it in progress_iter(range(iters), desc="mixing estimate", enabled=progress, unit="iteration"):
-        m = transfer_matrix(weights, basis, kinds)
-        y = _image(_apply(_inverse(m), spec), (h, w))
+        y = _image(_apply(unmixing(weights), spec), (h, w))
         if gain is None:
             y = y - y.mean(dim=(-2, -1), keepdim=True)
             y = y / (y.std(dim=(-2, -1), keepdim=True) + 1e-12)
@@ -260,7 +315,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
         loss.backward()
         optim.step()
         history[it] = float(loss.detach())
-    mixing = Mixing(kinds, tuple(float(s) for s in sigmas_px), weights.detach().cpu().numpy(), history)
+    mixing = Mixing(kinds, tuple(float(s) for s in sigmas_px), weights.detach().cpu().numpy(), history, model)
     _warn_if_degenerate(mixing, images)
     return mixing
 
@@ -276,14 +331,16 @@ def _warn_if_degenerate(mixing: Mixing, images: np.ndarray) -> None:
     """Warn when the estimate looks like a runaway (a near-singular mixing, or an unmixed slice that no longer
     resembles its own input), or when it barely lowers its criterion (ghost kinds that do not fit the data)."""
     x = np.asarray(images, dtype=np.float64)
-    det_min = float(np.linalg.det(np.moveaxis(mixing.matrix(x.shape[-2:]).numpy(), (0, 1), (-2, -1))).min())
+    det = lambda m: np.abs(np.linalg.det(np.moveaxis(m.numpy(), (0, 1), (-2, -1))))  # noqa: E731
+    det_min = float(min(det(mixing.matrix(x.shape[-2:])).min(), det(mixing.unmixing(x.shape[-2:])).min()))
     y = mixing.unmix(x)
     corr = [float(np.corrcoef(y[i].ravel(), x[i].ravel())[0, 1]) for i in range(x.shape[0])]
     if det_min < 0.1 or min(corr) < 0.3:
         warnings.warn(f"the estimated mixing looks degenerate (smallest determinant {det_min:.3f}, correlation of "
                       f"the unmixed slices with their inputs {', '.join(f'{c:.2f}' for c in corr)}); check the "
                       "ghost kinds (--ghost-kinds) or use the learnable mixing (--method paper)", stacklevel=3)
-    elif len(mixing.loss) >= WEAK_CHECK_ITERS and mixing.loss[-1] > WEAK_ESTIMATE * mixing.loss[0]:
+    elif (mixing.model == "ghost" and len(mixing.loss) >= WEAK_CHECK_ITERS
+          and mixing.loss[-1] > WEAK_ESTIMATE * mixing.loss[0]):
         kinds = ",".join(mixing.ghost_kinds)
         warnings.warn(f"the estimated mixing removes little shared structure (exclusion {mixing.loss[0]:.4f} -> "
                       f"{mixing.loss[-1]:.4f}): the ghost kinds ({kinds}) may not match the data; try another "

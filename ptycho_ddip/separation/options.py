@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ..optionsbase import Options, OptionsError, check_types
-from .mixing import DEFAULT_SIGMAS
+from .mixing import DEFAULT_SIGMAS, MODELS as MIXING_MODELS
 from .model import FILTER_TYPES, GHOST_KINDS
 from .select import SELECT_ESTIMATES
 
@@ -85,8 +85,13 @@ class EstimateOptions(Options):
 
     Attributes
     ----------
+    model : ``"direct"``: the clean slices are Y = (1 + R) I, each R_ij a signed combination of an all-pass term and
+        the Gaussian blurs (all-pass, low-, high- and band-pass unmixing of either sign; no ghost kinds to choose:
+        swapped slices and the all-pass leaks of reconstructions included); ``"ghost"``: I = M Y with ghost filters
+        of fixed kinds (slice 1 low-pass, the others high-pass, or ``ghost_kinds``). None (default) = ``"ghost"``
+        when ``ghost_kinds`` is given, else ``"direct"`` (docs/method.md).
     sigmas_px : widths (pixels) of the Gaussian blurs that make the estimated transfer functions (widest 6 px: wider
-        ones let the estimate add image-wide smooth content to a slice; docs/separation_stability.md section 14).
+        ones let the estimate add image-wide smooth content to a slice).
     iters, lr : Adam iterations and learning rate of the estimate.
     blur_px : Gaussian blur (pixels) of the images for the estimate only (the mixing commutes with it); 0 = none.
         About 1.5 px for noisy inputs.
@@ -94,6 +99,7 @@ class EstimateOptions(Options):
 
     LABEL = "estimate"
 
+    model: Optional[str] = None
     sigmas_px: tuple = DEFAULT_SIGMAS
     iters: int = 800
     lr: float = 0.005
@@ -101,6 +107,8 @@ class EstimateOptions(Options):
 
     def __post_init__(self) -> None:
         check_types(self, prefix="estimate.")
+        if self.model is not None and self.model not in MIXING_MODELS:
+            raise OptionsError(f"option estimate.model must be one of {MIXING_MODELS}, got {self.model!r}")
         self.sigmas_px = tuple(float(s) for s in self.sigmas_px)
         if not self.sigmas_px or min(self.sigmas_px) <= 0:
             raise OptionsError(f"option estimate.sigmas_px must be positive widths in pixels, got {self.sigmas_px}")

@@ -49,6 +49,11 @@ class SeparationResult:
         terms of the synthesis made from the other slices' networks, (1 - w_i)/(N - 1) sum_j f_ij(y_j).
         ``ghost_removed = inputs - ghost_estimate`` keeps every detail of the input that the model does not
         attribute to another slice (its own signal, and noise); ``separated`` is the network's image of the slice.
+    totals : (N, H, W) each slice with everything of it that the inputs hold, summed over the inputs (its own term
+        in its input plus its ghosts in the others), input units (ensemble: mean). The totals add up to the sum of
+        the inputs: the separation only moves content between slices. For the slices of a multislice
+        reconstruction, whose summed phase the data determine while its split between slices is ambiguous, these
+        are the physical slices (the pipeline seeds its second pass with them).
     """
 
     inputs: np.ndarray
@@ -65,6 +70,7 @@ class SeparationResult:
     ghost_estimate: Optional[np.ndarray] = None
     snapshots: Optional[np.ndarray] = None
     snapshot_epochs: Optional[np.ndarray] = None
+    totals: Optional[np.ndarray] = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -81,6 +87,8 @@ class SeparationResult:
         if self.ghost_estimate is not None:
             extra["ghost_estimate"] = self.ghost_estimate
             extra["ghost_removed"] = self.ghost_removed
+        if self.totals is not None:
+            extra["totals"] = self.totals
         if self.members is not None:
             extra["members"] = self.members
         if self.snapshots is not None:
@@ -162,6 +170,7 @@ class _MemberOutput:
     monitor: list = field(default_factory=list)
     permutation: tuple = ()
     foreign: Optional[np.ndarray] = None  # (N, H, W) the model's ghost part of each input, normalised units
+    totals: Optional[np.ndarray] = None  # (N, H, W) each slice summed over the inputs' components, normalised units
     snapshots: list = field(default_factory=list)  # [(epoch, (N, H, W) y matched to the inputs)], first member
     selected_epochs: Optional[np.ndarray] = None  # (N,) the epoch each returned slice comes from (select option)
     mixing: Optional[dict] = None  # the estimated mixing (Mixing.to_dict()), method="estimate" only
@@ -233,6 +242,7 @@ def _member_outputs(run: _Run, opts: SeparationOptions, engine: Engine, returned
         loss_table = np.column_stack([np.arange(1, opts.epochs + 1), hist[:, m]])
         perm = match_to_inputs(y_all[m], target) if opts.experimental.match_inputs else tuple(range(n))
         foreign = np.stack([comps[m, i].sum(0) - comps[m, i, perm[i]] for i in range(n)])
+        totals = np.stack([comps[m, :, perm[i]].sum(0) for i in range(n)])
         y_m, chosen = y_all[m][list(perm)], None
         if best is not None:
             chosen = best.epochs[m][list(perm)]
@@ -241,7 +251,8 @@ def _member_outputs(run: _Run, opts: SeparationOptions, engine: Engine, returned
                                       opts.learned.select_estimate)
         outs.append(_MemberOutput(y=y_m, alpha=al_all[m], filters=fit.model.filter_arrays(m), loss=loss_table,
                                   monitor=monitor.rows[m] if monitor is not None else [], permutation=perm,
-                                  foreign=foreign, snapshots=snapshots if m == 0 else [], selected_epochs=chosen,
+                                  foreign=foreign, totals=totals, snapshots=snapshots if m == 0 else [],
+                                  selected_epochs=chosen,
                                   mixing=fit.mixing.to_dict() if fit.mixing is not None else None))
     return outs
 
@@ -335,6 +346,8 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
     seps = np.stack([to_input_units(o.y, x) for o in outs])
     _, (mu, sd, lo, hi) = normalize_jointly(x)
     ghost = np.stack([o.foreign for o in outs]).mean(0) * (hi - lo) * sd
+    # x = (I - mu) / sd - lo, / (hi - lo): each total takes one image's offset, so that they add up to the inputs'
+    totals = mu + sd * lo + np.stack([o.totals for o in outs]).mean(0) * (hi - lo) * sd
     config = {**options.to_dict(), "version": __version__,
               "permutations": [list(map(int, o.permutation)) for o in outs]}
     if outs[0].selected_epochs is not None:
@@ -352,9 +365,9 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
         return SeparationResult(inputs=x, separated=seps[0], normalized=ys[0], alpha=first.alpha,
                                 ghost_estimate=ghost, filters=first.filters, loss=first.loss, config=config, monitor=mon,
                                 monitor_columns=monitor_columns(n) if mon is not None else (), snapshots=snaps,
-                                snapshot_epochs=snap_epochs)
+                                snapshot_epochs=snap_epochs, totals=totals)
     return SeparationResult(inputs=x, separated=seps.mean(0), normalized=ys.mean(0), ghost_estimate=ghost,
                             alpha=np.stack([o.alpha for o in outs]), filters=first.filters, loss=first.loss,
                             config=config, std=seps.std(0, ddof=1), members=seps, monitor=mon,
                             monitor_columns=monitor_columns(n) if mon is not None else (), snapshots=snaps,
-                            snapshot_epochs=snap_epochs)
+                            snapshot_epochs=snap_epochs, totals=totals)
