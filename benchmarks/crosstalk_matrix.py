@@ -188,14 +188,15 @@ def leak_regime(k: np.ndarray, leak: np.ndarray, power: np.ndarray, se: np.ndarr
     from the mean |T| over the low, middle and high thirds of the counted rings (lo, mid, hi): ``"band-pass"``
     (mid >= 1.5 max(lo, hi)), ``"low-pass"`` (lo >= 2 hi), ``"high-pass"`` (hi >= 2 lo), ``"all-pass"`` otherwise.
     Also returns ``mean`` (power-weighted mean of Re T over the counted rings), ``k_range`` (the counted rings' first
-    and last centre) and ``k_half`` (the first counted ring where |T| drops below half the mean |T| of the low third;
-    NaN when it does not).
+    and last centre), ``k_half`` (the first counted ring where |T| drops below half the mean |T| of the low third;
+    NaN when it does not) and ``k_flip`` (the first counted ring where Re T, larger than 2 se, has the opposite sign
+    of the low third's mean; NaN when none).
     """
     leak, power = np.asarray(leak), np.asarray(power)
     se = np.zeros(leak.shape) if se is None else np.asarray(se)
     use = (power >= 0.01 * power.max()) & np.isfinite(leak) & (se < max_se)
     nan = {"shape": "n/a", "strength": float("nan"), "mean": float("nan"), "k_range": [float("nan")] * 2,
-           "k_half": float("nan")}
+           "k_half": float("nan"), "k_flip": float("nan")}
     if use.sum() < 3:
         return nan
     t, e = leak[use], se[use]
@@ -205,8 +206,11 @@ def leak_regime(k: np.ndarray, leak: np.ndarray, power: np.ndarray, se: np.ndarr
     low = float(np.mean(np.array_split(np.abs(t), 3)[0]))
     below = np.flatnonzero(np.abs(t) < 0.5 * low)
     below = below[below > 0]
+    low_sign = np.sign(np.mean(np.array_split(t.real, 3)[0]))
+    flips = np.flatnonzero((np.sign(t.real) == -low_sign) & (np.abs(t.real) > 2 * e))
     out = {"strength": strength, "mean": mean, "k_range": [float(kk[0]), float(kk[-1])],
-           "k_half": float(kk[below[0]]) if below.size else float("nan")}
+           "k_half": float(kk[below[0]]) if below.size else float("nan"),
+           "k_flip": float(kk[flips[0]]) if flips.size else float("nan")}
     if strength < floor:
         return {"shape": "none", **out}
     big = (np.abs(t.real) > 0.3 * strength) & (np.abs(t.real) > 2 * e)
@@ -237,7 +241,8 @@ def _tf_json(tf: dict, wavelength_m: float, pixel_m: float, slice_pos_m: np.ndar
                 continue
             dz = abs(float(slice_pos_m[i] - slice_pos_m[j]))
             regime = leak_regime(tf["k"], tf["T"][i, j], tf["power"][j], tf["se"][i, j])
-            regime["chi_half_rad"] = math.pi * wavelength_m * dz * (regime["k_half"] / pixel_m) ** 2
+            for key in ("half", "flip"):
+                regime[f"chi_{key}_rad"] = math.pi * wavelength_m * dz * (regime[f"k_{key}"] / pixel_m) ** 2
             leaks.append({"to": i + 1, "from": j + 1, "dz_m": dz, **regime,
                           "anisotropy": float(tf["anisotropy"][i, j]),
                           "chi_rad": (math.pi * wavelength_m * dz * k_per_m**2).tolist()})
@@ -257,10 +262,10 @@ def score(images: np.ndarray, truth: np.ndarray) -> list:
 
 # ------------------------------------------------------------------------------------------------ one case
 
-def _save_json(path: str, obj: Any) -> None:
+def _save_json(path: str, obj: Any, indent: int | None = 1) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, default=float)
+        json.dump(obj, fh, indent=indent, default=float)
     os.replace(tmp, path)
 
 
@@ -445,8 +450,10 @@ def regime_text(result: dict, row: str = "pass1", min_strength: float = 0.1) -> 
         return "none above 0.1"
     def one(lk):
         text = f"{lk['to']}<-{lk['from']} {lk['shape']} {lk['strength']:.2f}"
-        chi = lk.get("chi_half_rad", float("nan"))
-        return text + (f" (half at chi {chi:.1f})" if math.isfinite(chi) else "")
+        notes = [f"{what} at chi {lk.get(f'chi_{key}_rad', float('nan')):.1f}"
+                 for key, what in (("half", "half"), ("flip", "sign flip"))
+                 if math.isfinite(lk.get(f"chi_{key}_rad", float("nan")))]
+        return text + (f" ({', '.join(notes)})" if notes else "")
 
     return "; ".join(one(lk) for lk in leaks)
 
@@ -612,13 +619,24 @@ def plot_summary(results: list, path: str) -> None:
     plt.close(fig)
 
 
+def _rounded(obj: Any, digits: int = 4) -> Any:
+    """``obj`` with every float rounded to ``digits`` significant digits (a smaller JSON)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v, digits) for v in obj]
+    return obj
+
+
 def report(results: list, json_path: str, doc: str, figures: str, outdir: str | None = None) -> dict:
     """JSON, the doc's table and the figures; with ``outdir``, the transfer functions are recomputed first."""
     if outdir is not None:
         results = [refresh_transfer(outdir, r) for r in results]
     head = summary(results)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    _save_json(json_path, {"summary": head, "cases": results})
+    _save_json(json_path, _rounded({"summary": head, "cases": results}), indent=None)
     write_doc_table(doc, results, head)
     os.makedirs(figures, exist_ok=True)
     for r in results:
