@@ -565,7 +565,7 @@ class Reconstructor:
         grads, loss_value = self.minibatch_gradients(batch)
         if self.grad_allreduce is not None:
             self.grad_allreduce(grads + [loss_value])
-        if self.options.depth_reg == "zcorr":  # after the sum over ranks: every rank adds the same term once
+        if self.options.depth_reg == "zcorr" and self.obj_b.shape[0] > 1:  # after the sum over ranks: once per rank
             extra = torch.autograd.grad(self.depth_penalty(), [self.obj_a, self.obj_b], allow_unused=True)
             grads = [g if e is None else g + e for g, e in zip(grads, list(extra) + [None, None])]
         for p, g in zip(self.parameters, grads):
