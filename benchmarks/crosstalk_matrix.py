@@ -5,8 +5,10 @@ figures.
 
 Usage::
 
-    python benchmarks/crosstalk_matrix.py --small                    # 12 cases at 128 x 128 (2-core CPU: < 90 min)
-    python benchmarks/crosstalk_matrix.py --small --workers 2        # two cases at a time (one thread each)
+    python benchmarks/crosstalk_matrix.py --small                    # 12 cases at 128 x 128, one at a time
+    python benchmarks/crosstalk_matrix.py --small --workers 2        # two at a time (one thread each; on 2 cores
+                                                                     # about 50 min idle, 94 min shared with 2 jobs)
+    python benchmarks/crosstalk_matrix.py --small --redo pipeline    # rerun the pipeline rows (after it changed)
     mpiexec -n 8 python benchmarks/crosstalk_matrix.py               # the full matrix (120 cases), cases over ranks
     python benchmarks/crosstalk_matrix.py --small --report-only      # rebuild table, JSON and figures from OUT
 
@@ -289,12 +291,26 @@ def pipeline_options(threads: int = 1, overrides: dict | None = None) -> dict:
 ROWS = ("pipeline", "equal", "kz", "zcorr")
 
 
+def _git_commit() -> str | None:
+    """The repository's HEAD commit (short), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = ROWS, overrides: dict | None = None,
-             log=print) -> dict:
+             log=print, redo: Sequence[str] = ()) -> dict:
     """Simulate (once), run every row not yet in ``OUTDIR/<case>/case.json``, score, and save after each row.
 
     ``rows`` chooses among ``pipeline`` (which also gives the ``pass1`` and ``separation`` rows), ``pass1`` (alone,
-    without the pipeline), ``equal``, ``kz`` and ``zcorr``; ``overrides`` changes the pipeline options (and so the effort of the other rows)."""
+    without the pipeline), ``equal``, ``kz`` and ``zcorr``; ``overrides`` changes the pipeline options (and so the
+    effort of the other rows); ``redo`` names rows to run again although they are recorded (``pipeline`` reruns the
+    whole pipeline with ``force``, e.g. after the pipeline changed). Each row records the git commit it ran at."""
     import torch
 
     from ptycho_ddip.io import read_dataset, read_reconstruction, read_separation_result, write_dataset
@@ -334,7 +350,7 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
         if obj is not None:
             entry["data_loss"] = data_loss(ds, popts.pass1, obj)
             entry["data_loss_ratio"] = entry["data_loss"] / result["truth_data_loss"]
-        entry.update({"epochs": epochs, "seconds": seconds, **(extra or {})})
+        entry.update({"epochs": epochs, "seconds": seconds, "commit": commit, **(extra or {})})
         result["rows"][name] = entry
         _save_json(path, result)
         xt = ", ".join(f"{s['crosstalk']:.3f}" for s in entry["slices"])
@@ -342,10 +358,15 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
                                                           if obj is not None else ""))
 
     lam, pix = result["wavelength_m"], result["pixel_size_m"]
+    commit = _git_commit()
+    force = "pipeline" in redo
+    for name in redo:
+        for row in (("pass1", "separation", "pipeline") if name == "pipeline" else (name,)):
+            result["rows"].pop(row, None)
     if "pipeline" in rows and "pipeline" not in result["rows"]:
         t0 = time.perf_counter()
-        out = run_pipeline(data, os.path.join(cdir, "pipeline"), popts, progress=False, comm=Communicator(None),
-                           verbose=False)
+        out = run_pipeline(data, os.path.join(cdir, "pipeline"), popts, force=force, progress=False,
+                           comm=Communicator(None), verbose=False)
         seconds = time.perf_counter() - t0
         p1 = read_reconstruction(out["files"]["pass1"])
         p2 = read_reconstruction(out["files"]["pass2"])
@@ -384,9 +405,9 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
 
 
 def _run_case_job(job: tuple) -> str:
-    case, outdir, threads, rows = job
+    case, outdir, threads, rows, redo = job
     t0 = time.perf_counter()
-    run_case(case, outdir, threads, rows, log=lambda s: print(s, flush=True))
+    run_case(case, outdir, threads, rows, log=lambda s: print(s, flush=True), redo=redo)
     return f"{case.name}: {time.perf_counter() - t0:.0f} s"
 
 
@@ -657,6 +678,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="cases run at a time (processes; serial runs only)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per case")
     ap.add_argument("--rows", default="pipeline,equal,kz,zcorr", help="rows to run")
+    ap.add_argument("--redo", default="", help="comma-separated rows to run again although recorded (e.g. pipeline)")
     ap.add_argument("--report-only", action="store_true", help="rebuild the report from OUT without running")
     ap.add_argument("--json", default=os.path.join("docs", "crosstalk_benchmark.json"))
     ap.add_argument("--doc", default=os.path.join("docs", "crosstalk_benchmark.md"))
@@ -673,7 +695,8 @@ def main(argv=None) -> int:
     rows = tuple(r for r in args.rows.split(",") if r)
     if not args.report_only:
         mine = cases[comm.rank::comm.size]
-        jobs = [(c, args.out, args.threads, rows) for c in mine]
+        redo = tuple(r for r in args.redo.split(",") if r)
+        jobs = [(c, args.out, args.threads, rows, redo) for c in mine]
         t0 = time.perf_counter()
         if args.workers > 1 and comm.size == 1:
             import multiprocessing as mp
@@ -684,7 +707,7 @@ def main(argv=None) -> int:
         else:
             for case in mine:
                 t1 = time.perf_counter()
-                run_case(case, args.out, args.threads, rows, log=lambda s: print(s, flush=True))
+                run_case(case, args.out, args.threads, rows, log=lambda s: print(s, flush=True), redo=redo)
                 print(f"{case.name}: {time.perf_counter() - t1:.0f} s", flush=True)
         print(f"rank {comm.rank}: {len(mine)} cases in {time.perf_counter() - t0:.0f} s", flush=True)
         comm.barrier()

@@ -83,6 +83,9 @@ def test_one_tiny_case_end_to_end_and_resume(tmp_path):
     again = []
     cm.run_case(case, str(tmp_path), rows=rows, overrides=fast, log=again.append)
     assert again == [] and len(lines) == 4
+    cm.run_case(case, str(tmp_path), rows=rows, overrides=fast, log=again.append, redo=("equal",))
+    assert len(again) == 1 and "equal" in again[0]  # --redo reruns a recorded row
+    assert res["rows"]["equal"]["commit"] is None or len(res["rows"]["equal"]["commit"]) >= 4
     head = cm.summary([res])
     assert head["cases"] == 1
     table = cm.markdown_table([res])
