@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -169,13 +170,14 @@ def transfer_functions(outputs: np.ndarray, truth: np.ndarray, n_bands: int = 12
     power = power / np.maximum(power.sum(axis=1, keepdims=True), 1e-300)
     mag = np.abs(Ts)
     aniso = np.full((n, n), np.nan)
-    for i in range(n):
-        for j in range(n):
-            use = se[i, j] < 0.1
-            p = power[j] * use
-            den = np.nansum(p * np.nanmean(mag[i, j], axis=-1))
-            if den > 0:
-                aniso[i, j] = np.nansum(p * np.nanstd(mag[i, j], axis=-1)) / den
+    with warnings.catch_warnings():  # sectors without samples (tiny images) are NaN and left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for i in range(n):
+            for j in range(n):
+                p = power[j] * (se[i, j] < 0.1)
+                den = np.nansum(p * np.nanmean(mag[i, j], axis=-1))
+                if den > 0:
+                    aniso[i, j] = np.nansum(p * np.nanstd(mag[i, j], axis=-1)) / den
     return {"k": 0.5 * (edges[:-1] + edges[1:]), "T": T, "se": se, "T_sector": Ts, "power": power, "r2": r2,
             "anisotropy": aniso}
 
