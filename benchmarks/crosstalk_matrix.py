@@ -312,7 +312,7 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
     ``rows`` chooses among ``pipeline`` (which also gives the ``pass1`` and ``separation`` rows), ``pass1`` (alone,
     without the pipeline), ``equal``, ``kz`` and ``zcorr``; ``overrides`` changes the pipeline options (and so the
     effort of the other rows); ``redo`` names rows to run again although they are recorded (``pipeline`` reruns the
-    whole pipeline with ``force``, e.g. after the pipeline changed). Each row records the git commit it ran at."""
+    pipeline's separation and pass 2 after the pipeline changed, keeping its pass 1). Each row records the git commit it ran at."""
     import torch
 
     from ptycho_ddip.io import read_dataset, read_reconstruction, read_separation_result, write_dataset
@@ -361,7 +361,13 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
 
     lam, pix = result["wavelength_m"], result["pixel_size_m"]
     commit = _git_commit()
-    force = "pipeline" in redo
+    if "pipeline" in redo:  # rerun the later stages; pass 1 (same options, same data: same result) is kept
+        pdir = os.path.join(cdir, "pipeline")
+        keep = {"pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png"}
+        for name in os.listdir(pdir) if os.path.isdir(pdir) else []:
+            if name not in keep:
+                os.remove(os.path.join(pdir, name))
+    force = False
     for name in redo:
         for row in (("pass1", "separation", "pipeline") if name == "pipeline" else (name,)):
             result["rows"].pop(row, None)
@@ -377,7 +383,10 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
         tf = transfer_functions(phase(p1["object"]), truth)
         record("pass1", phase(p1["object"]), p1["object"], len(p1["loss"]), t1.get("pass1"),
                {"transfer": _tf_json(tf, lam, pix, result["slice_pos_m"])})
-        record("separation", np.asarray(sep["separated"]), None, None, t1.get("separation"))
+        # the separation as it seeds pass 2 (the slices' totals since the pipeline seeds with them)
+        sep_images = sep.get("extra", {}).get("totals") if popts.pass2_seed == "totals" else None
+        record("separation", np.asarray(sep["separated"] if sep_images is None else sep_images), None, None,
+               t1.get("separation"))
         tf2 = transfer_functions(phase(p2["object"]), truth)
         record("pipeline", phase(p2["object"]), p2["object"], len(p1["loss"]) + len(p2["loss"]), seconds,
                {"transfer": _tf_json(tf2, lam, pix, result["slice_pos_m"])})
