@@ -45,7 +45,7 @@ def _job(job: dict):
     from ptycho_ddip.separation.separate import separate
 
     b = blend(make_phantom(job["phantom"], (job["size"], job["size"]), seed=job["seed"]).normalized())
-    if job["method"] == "paper":  # the learnable mixing with the remedies of docs/separation_stability.md 1-12
+    if job["method"] == "paper":  # the learnable mixing with the remedies of docs/method.md, history
         anchor = 1.0 if job["exclusion_input"] is None else job["exclusion_input"]
         select = job["select"] or ("crosstalk" if job["filters"] == "kernel" else "final")
         method = {"method": "paper", "select": select,
@@ -170,7 +170,7 @@ def main() -> None:
           + f" --out {args.out}` in {total / 60:.0f} min on "
           f"{platform.machine()} ({os.cpu_count()} CPUs), {args.workers} single-thread processes, ptycho_ddip "
           f"defaults otherwise (method `{args.method}`, fast path, float32). One seed per setting: single DDIP fits "
-          "vary from seed to seed (docs/separation_stability.md), so read trends, not third digits.", ""]
+          "vary from seed to seed (docs/method.md), so read trends, not third digits.", ""]
     summary: dict = {"args": vars(args), "phantoms": {}}
     for ph in PHANTOMS:
         b = blend(make_phantom(ph, (args.size, args.size), seed=args.seed).normalized())

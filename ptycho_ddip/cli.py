@@ -66,7 +66,7 @@ _OLD_SEPARATE_FLAGS = {
                          "(with --method paper)",
     "--select-estimate": "--select-estimate was removed: set learned.select_estimate in a --config file "
                          "(with --method paper)",
-    **{flag: f"{flag} was removed: the option failed validation (docs/separation_stability.md)"
+    **{flag: f"{flag} was removed: the option failed validation (docs/method.md)"
        for flag in ("--gamma-ramp", "--exclusion-coarse", "--kernel-size", "--band-constraint", "--filter-blur")},
 }
 

@@ -1,4 +1,5 @@
-"""Subcommands ``ptycho-ddip simulate`` and ``ptycho-ddip reconstruct`` (registered in :data:`ptycho_ddip.cli.COMMANDS`).
+"""Subcommands ``ptycho-ddip simulate`` and ``ptycho-ddip reconstruct`` (registered in
+:data:`ptycho_ddip.cli.COMMANDS`).
 
 They parse arguments and call the public API (:func:`ptycho_ddip.multislice.simulate.simulate_to_file`,
 :func:`ptycho_ddip.multislice.reconstruct.reconstruct_file`). Options come from the defaults, then the ``--config``

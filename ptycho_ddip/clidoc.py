@@ -23,7 +23,8 @@ def cli_markdown() -> str:
         parts = ["# Command-line reference", "",
                  "Generated from the argparse parsers by `python -m ptycho_ddip.clidoc > docs/cli.md`; do not edit by "
                  "hand. The README shows the few options that matter; this page lists all of them.", ""]
-        parts += [f"- [`ptycho-ddip {name}`](#ptycho-ddip-{name}): {sp.description}" for name, sp in sub.choices.items()]
+        parts += [f"- [`ptycho-ddip {name}`](#ptycho-ddip-{name}): {sp.description}"
+                  for name, sp in sub.choices.items()]
         for name, sp in sub.choices.items():
             parts += ["", f"## ptycho-ddip {name}", "", "```text", sp.format_help().rstrip(), "```"]
         return "\n".join(parts) + "\n"

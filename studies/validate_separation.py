@@ -25,7 +25,7 @@ BLENDS = {
     "G2": ("gauss:4", "hp:1.5", (0.6, 0.4), "wide low-pass s=4 / x - G(1.5) high-pass, strong ghosts"),
     "G3": ("box:11", "dog:1.5,6", (0.8, 0.2), "11x11 box low-pass / DoG 1.5-6 band-pass, weak ghosts"),
 }
-#: blends held out from every choice of the estimated mixing (docs/separation_stability.md section 14)
+#: blends held out from every choice of the estimated mixing (docs/method.md)
 HELD_OUT = {
     "G4": ("gauss:3", "laplace", (0.7, 0.3), "Gaussian low-pass s=3 / five-point Laplacian (grows to the corners)"),
     "G5": ("box:5", "hp:3", (0.65, 0.35), "5x5 box low-pass / x - G(3) high-pass, strong ghosts"),
@@ -50,7 +50,7 @@ def variants() -> dict:
         "est_g0": {"gamma_excl": 0.0},
         # the estimated mixing with the exclusion (gamma 0.5, input anchor) in the network fit
         "est_excl": {"gamma_excl": 0.5},
-        # candidates measured in docs/separation_stability.md (all on top of the paper's recipe)
+        # candidates measured in docs/method.md (all on top of the paper's recipe)
         "reg_all": {"method": "paper", "learned": {"weight_reg_epochs": 10**9}},
         "balance": {"method": "paper", "learned": {"exclusion_balance": True}},
         "balance_reg": {"method": "paper", "learned": {"exclusion_balance": True, "weight_reg_epochs": 10**9}},

@@ -1,4 +1,4 @@
-"""Separation that holds (docs/separation_stability.md): the default keeps both slices clean over the whole fit,
+"""Separation that holds (docs/method.md): the default keeps both slices clean over the whole fit,
 on the same small case where the paper's recipe leaves a ghost.
 
 Case: au-nio phantom 64x64 (seed 0), blend G1 (Gaussian sigma 2 low-pass ghost on slice 1, DoG 0.7-3 high-pass ghost

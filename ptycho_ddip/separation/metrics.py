@@ -150,7 +150,7 @@ def crosstalk_estimate(outputs: np.ndarray, inputs: np.ndarray, ghost_kinds: Seq
     :func:`crosstalk_nuisance`) as nuisance regressors and counts only the input bands' part. Over 58 saved
     kernel trajectories it ranks iterates backwards less often (negative rank correlation with the true ratio on 9
     against 15). ``select="crosstalk"`` ranks the kept iterates by it and by the plain estimate together
-    (:mod:`ptycho_ddip.separation.select`; docs/separation_stability.md sections 11 and 12).
+    (:mod:`ptycho_ddip.separation.select`; docs/method.md, history).
 
     Parameters
     ----------

@@ -2,36 +2,39 @@
 
 Why. The DDIP's learnable mixing (a weight DIP and the filters f_ij) can move ghost amplitude into the image DIPs:
 late in a fit alpha runs to its bound and y_i fits the contaminated input, and the ghost comes back
-(docs/separation_stability.md). Here the mixing is estimated first, by a model of a few numbers per slice pair that
-cannot fit image content, and then held fixed (``SeparationOptions.method="estimate"``, the default).
+(docs/method.md). Here the mixing is estimated first, by a model of a few numbers per slice pair that cannot fit
+image content, and then held fixed (``SeparationOptions.method="estimate"``, the default).
 
-Model. Per spatial frequency k (cycles per pixel) of the images mirror-extended to (2H, 2W), so that the FFT's
-circular convolution is a convolution with reflecting boundaries (``scipy.ndimage``'s ``mode="reflect"``)::
+Grid. Per spatial frequency k (cycles per pixel) of the images mirror-extended to (2H, 2W), so that the FFT's
+circular convolution is a convolution with reflecting boundaries (``scipy.ndimage``'s ``mode="reflect"``). G_s(k) =
+exp(-2 pi^2 sigma_s^2 |k|^2) are Gaussian blurs of widths ``sigmas_px``.
 
-    I_i(k) = Y_i(k) + sum_{j != i} H_ij(|k|) Y_j(k)
+Models (``Mixing.model``):
 
-Y_i is slice i in the units it has inside I_i (its own weight absorbed) and H_ij the radial transfer function of the
-ghost of slice j on slice i, a combination of Gaussian blurs G_s(k) = exp(-2 pi^2 sigma_s^2 |k|^2) of widths
-``sigmas_px``:
-
-* slice i receives a low-pass ghost: ``H_ij = sum_s a_s G_s`` with a_s >= 0 (non-negative, non-increasing in |k|);
-* slice i receives a high-pass ghost: ``H_ij = sum_s b_s (1 - G_s)``, zero at k = 0, b_s of either sign (high-pass,
-  band-pass and difference-of-Gaussians ghosts).
+* ``"direct"`` (default): the clean slices are Y = U I with U = 1 + R, each R_ij (i != j) a signed combination of an
+  all-pass term and the G_s: all-pass, low-pass, high-pass (all-pass minus low-pass) and band-pass unmixing filters
+  of either sign, 8 numbers per slice pair and direction. No ghost kinds are assumed: slices given in either order,
+  and the flat, sign-changing leaks that a multislice reconstruction makes between slices a few depths of field
+  apart (docs/crosstalk_benchmark.md), are inside the model. Its mixing M = U^-1 is reported in the ghost model's
+  convention (own term 1, M D^-1 with D the diagonal of U^-1).
+* ``"ghost"``: ``I_i(k) = Y_i(k) + sum_{j != i} H_ij(|k|) Y_j(k)`` with a ghost kind per receiving slice: low-pass
+  ``H_ij = sum_s a_s G_s`` (a_s >= 0) or high-pass ``H_ij = sum_s b_s (1 - G_s)`` (zero at k = 0); 7 numbers per
+  ghost. Chosen when ``ghost_kinds`` is given.
 
 Isotropic, linear transfer functions are what propagation between slices produces in the weak-object limit; the
-alphas of the paper are absorbed into the H_ij (only their ratio to the own term is identifiable).
+alphas of the paper are absorbed into the transfer functions (only their ratio to the own term is identifiable).
 
 Estimate (:func:`estimate_mixing`). The weights minimise the DDIP's own prior, the multi-scale gradient exclusion,
-of the unmixed images Y = M^-1 I, summed over slice pairs: with the right mixing the slices share the fewest edges.
-The exclusion is taken in its scale-invariant form (:func:`~.losses.exclusion_pairs` with ``gain``): at every scale
+of the unmixed images, summed over slice pairs: with the right mixing the slices share the fewest edges. The
+exclusion is taken in its scale-invariant form (:func:`~.losses.exclusion_pairs` with ``gain``): at every scale
 and direction both images' differences are rescaled to a mean absolute value of 4 before the tanh squash, so the
 term counts where both slices have edges, whatever their strength, and no rescaling of a slice or added smooth
-content can lower it. Adam, learning rate 0.005, 800 iterations, from a_s = 0.01 and b_s = 0.
+content can lower it. Adam, learning rate 0.005, 800 iterations, from U = 1 (direct) or a_s = 0.01, b_s = 0 (ghost).
 
-Choices, measured on the blends of docs/separation_stability.md section 14 (G1-G3, seeds 0-10) and checked on held-out
-blends: the gain of 4 (the DDIP code's form, images normalised to unit standard deviation, left 2-20 % of the ghost
-on the zone-plate blends' slice 1, and Gandelsman's one-sided balancing ran away on one blend); the widest basis blur
-of 6 px; the learning rate of 0.005 (0.02 ran away on one blend of 66: both outputs became mixtures).
+Choices, measured on blends (docs/method.md) and on the reconstructions of the crosstalk benchmark
+(studies/reconstruction_unmixing.py): the gain of 4; the widest basis blur of 6 px; the learning rate of 0.005; the
+direct model as the default (as good as the ghost model with the right kinds on blends, and the only one of the two
+that removes the leaks of reconstructions and needs no kinds).
 """
 from __future__ import annotations
 
@@ -243,7 +246,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     blur_px : Gaussian blur (pixels, standard deviation) applied to the images for the estimate only. Every
         isotropic filter commutes with the mixing (both are per-frequency products), so the blurred images have the
         same mixing; the blur only removes noise-dominated fine scales from the criterion. 0 = none (default);
-        about 1.5 px for noisy inputs (noise above ~3 % of the slices' range; docs/separation_stability.md
+        about 1.5 px for noisy inputs (noise above ~3 % of the slices' range; docs/method.md
         section 14).
     device : where to compute (default CPU); float64 throughout.
     progress : progress display (see :mod:`ptycho_ddip.progress`).

@@ -36,10 +36,10 @@ GROUPS = ("estimate", "learned", "experimental")
 DEFAULT_GAMMA = {"kernel": 0.5, "dip": 0.1, "estimate": 0.0}
 
 #: the exclusion of ``method="estimate"`` when gamma_excl > 0: gradient-balanced, with the input anchor (weight 1
-#: relative to gamma_excl, 3 scales), the form measured in docs/separation_stability.md section 14
+#: relative to gamma_excl, 3 scales), the form measured in docs/method.md
 ESTIMATE_EXCLUSION = {"balance": True, "input_weight": 1.0, "input_scales": 3}
 
-_FAILED = "was removed: it failed validation (docs/separation_stability.md)"
+_FAILED = "was removed: it failed validation (docs/method.md)"
 _LEARNED = "is now learned.{} (with method='paper'; in a config: the 'learned' table)"
 _EXPERIMENTAL = "is now experimental.{} (in a config: the 'experimental' table)"
 
@@ -54,7 +54,7 @@ MOVED = {
     "mixing_lr": "is now estimate.lr (in a config: the 'estimate' table)",
     "mixing_blur": "is now estimate.blur_px (in a config: the 'estimate' table)",
     "mixing_fit": ("was removed: the estimated mixing's fit always fits each slice to its own unmixed slice (the old "
-                   "'unmixed'); 'mixed' let the ghost creep back (docs/separation_stability.md section 14)"),
+                   "'unmixed'); 'mixed' let the ghost creep back (docs/method.md)"),
     **{k: _LEARNED.format(k) for k in ("filters", "weight_reg", "weight_reg_epochs", "exclusion_balance",
                                        "exclusion_input", "exclusion_input_scales", "select_estimate",
                                        "select_every", "select_from", "select_guard")},
@@ -124,7 +124,7 @@ class LearnedOptions(Options):
 
     The defaults are the published recipe. The old default of the learnable mixing (``schedule="balanced"``,
     ``mixing="learn"`` before version 2 of the options) is ``exclusion_balance=True, exclusion_input=1.0`` with
-    ``select="crosstalk"`` for kernel filters (docs/separation_stability.md sections 1, 9-12).
+    ``select="crosstalk"`` for kernel filters (docs/method.md, history).
 
     Attributes
     ----------
@@ -220,7 +220,7 @@ class SeparationOptions(Options):
     method : ``"estimate"`` (default): estimate the mixing first, as isotropic linear filters of a few numbers each,
         from the exclusion of the unmixed slices (:mod:`.mixing`, settings in ``estimate``), then fit the image DIPs
         with that mixing held fixed (:mod:`.fixed`), each network fitting its own unmixed slice (M^-1 I)_i; the ghost
-        cannot come back (docs/separation_stability.md section 14). ``"paper"``: the paper's learnable mixing
+        cannot come back (docs/method.md). ``"paper"``: the paper's learnable mixing
         (weight DIP and ghost filters f_ij, settings in ``learned``), with the published recipe's defaults.
     epochs : fitting epochs (one Adam step each). With ``method="estimate"``, 0 returns the unmixed slices M^-1 I
         themselves (seconds; no network prior, so noise in the inputs stays in the outputs).

@@ -1,7 +1,7 @@
 """Truth-free choice of the iterate returned for each slice that receives a high-pass ghost (``select``).
 
 Why: along a DDIP fit, the slice that receives a high-pass ghost (slice 2 of the paper's data) is often cleanest
-early, and the ghost creeps back later (docs/separation_stability.md sections 1, 6 and 10). The fit keeps that
+early, and the ghost creeps back later (docs/method.md, history). The fit keeps that
 slice's image every ``select_every`` epochs from ``select_from`` on. At the end it returns, for each such slice, one
 of the kept images or the final one. Candidates are the final image and the kept images that correlate at least
 ``guard`` with it (an early, underfitted image has little fine detail and so little high-pass crosstalk; the guard

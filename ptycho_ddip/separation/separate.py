@@ -363,7 +363,8 @@ def assemble_result(x: np.ndarray, outs: list, options: SeparationOptions) -> Se
         snaps = np.stack([to_input_units(y.astype(np.float64), x) for _, y in first.snapshots])
     if len(outs) == 1:
         return SeparationResult(inputs=x, separated=seps[0], normalized=ys[0], alpha=first.alpha,
-                                ghost_estimate=ghost, filters=first.filters, loss=first.loss, config=config, monitor=mon,
+                                ghost_estimate=ghost, filters=first.filters, loss=first.loss, config=config,
+                                monitor=mon,
                                 monitor_columns=monitor_columns(n) if mon is not None else (), snapshots=snaps,
                                 snapshot_epochs=snap_epochs, totals=totals)
     return SeparationResult(inputs=x, separated=seps.mean(0), normalized=ys.mean(0), ghost_estimate=ghost,
