@@ -1,4 +1,4 @@
-"""The usage examples in the separation, metrics and phantom docstrings run and give what they show."""
+"""The usage examples in the separation, metrics, phantom and plotting docstrings run and give what they show."""
 import doctest
 import importlib
 
@@ -7,7 +7,7 @@ import torch
 
 MODULES = ["ptycho_ddip.phantoms", "ptycho_ddip.separation.metrics", "ptycho_ddip.separation.resolution",
            "ptycho_ddip.separation.networks", "ptycho_ddip.separation.options",
-           "ptycho_ddip.separation.separate"]
+           "ptycho_ddip.separation.separate", "ptycho_ddip.plotting.separation"]
 
 
 @pytest.mark.parametrize("name", MODULES)
