@@ -42,6 +42,9 @@ elif TEST_DEVICE != "cpu":
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of tens of seconds (long fits, the pipeline end to end); "
+                                       "deselect with -m 'not slow' for a quick run")
+    config.addinivalue_line("markers", "mpi: a multi-rank test (run under mpiexec -n 2; skipped in a plain run)")
     if ON_CUDA:
         config.addinivalue_line("filterwarnings", "ignore:.*does not have a deterministic implementation")
 

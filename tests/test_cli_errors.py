@@ -227,3 +227,16 @@ def test_a_numbered_gpu_is_a_valid_reconstruction_device():
     for bad in ("cuda:x", "gpu"):
         with pytest.raises(ValueError, match="device"):
             ReconstructionOptions(device=bad)
+
+
+def test_epochs_0_and_the_help_texts_need_no_warnings_or_equals_signs(files, capsys):
+    """--epochs 0 draws its figure without a matplotlib warning (an empty legend used to warn), and the help of a
+    flag that takes a negative number says to use the = form."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["separate", str(files / "good.npy"), "-o", str(files / "o.h5"), "--epochs", "0", *FAST]) == 0
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    assert "--spacing-m=-1e-6" in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")

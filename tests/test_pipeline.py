@@ -16,6 +16,8 @@ from ptycho_ddip.pipeline import PipelineOptions, run_pipeline, scan_box, seed_o
 
 from conftest import TEST_DEVICE
 
+pytestmark = pytest.mark.slow
+
 torch.set_num_threads(1)
 
 OPTIONS = {

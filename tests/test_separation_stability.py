@@ -21,6 +21,8 @@ from ptycho_ddip.phantoms import blend, make_phantom
 from ptycho_ddip.separation.metrics import separation_metrics
 from ptycho_ddip.separation.separate import separate
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def case():

@@ -19,6 +19,8 @@ from ptycho_ddip.cli import main
 from ptycho_ddip.io import read_reconstruction, read_separation_result, write_dataset
 from ptycho_ddip.parallel import get_comm, launched_under_mpi, members_for_rank
 
+pytestmark = pytest.mark.mpi
+
 torch.set_num_threads(1)
 
 comm = get_comm()
