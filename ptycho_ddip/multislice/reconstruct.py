@@ -26,12 +26,16 @@ Design
 * **Checkpoints.** Every ``checkpoint_every`` epochs (and at the end) the parameters, Adam states and loss history
   are written atomically to ``checkpoint_path`` (``torch.save``). ``resume=True`` continues from it; since the
   minibatch order depends only on (seed, epoch), a resumed run equals an uninterrupted one exactly.
+
+Modules: :mod:`.reconstruct_options` (:class:`ReconstructionOptions`), :mod:`.reconstruct_inputs` (checks of the
+dataset, the probe notice), :mod:`.reconstruct_result` (:class:`ReconstructionResult`); this module keeps the loop
+(:class:`Reconstructor`, :func:`reconstruct`) and the file entry point (:func:`reconstruct_file`) and re-exports
+the options, the result and the checks.
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -41,296 +45,15 @@ from .._version import __version__
 from ..atomic import atomic_write
 from ..io import DiffractionDataset, InputError
 from ..progress import progress_bar
-from . import _options as opt
-from .forward import MultisliceForward, PositionError
+from .forward import MultisliceForward
 from .physics import wavelength_m
 from .probe import gaussian_probe, supplied_probe
-from .propagation import KINDS
-from .regularizers import DEFAULT_WEIGHTS, DEPTH_REGS, kz_filter, kz_filter_weights, slice_correlation_penalty
-
-LOSSES = ("amplitude", "poisson")
-INITS = ("random", "constant", "xrf")
-PARAMETERIZATIONS = ("phase", "complex")
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("complex64", "complex128")
-#: options that may differ between a checkpoint and the run that resumes it
-RESUME_FREE = ("epochs", "resume", "checkpoint_every", "checkpoint_path", "device", "chunk_size")
+from .reconstruct_inputs import check_dataset, probe_notice, resolve_object_shape, resolve_slice_positions
+from .reconstruct_options import INITS, RESUME_FREE, ReconstructionOptions
+from .reconstruct_result import ReconstructionResult
+from .regularizers import kz_filter, kz_filter_weights, slice_correlation_penalty
 
 GradAllreduce = Callable[[list], None]
-
-
-@dataclass
-class ReconstructionOptions:
-    """Options of :func:`reconstruct` (validated on construction; :meth:`from_dict` rejects unknown keys).
-
-    Attributes
-    ----------
-    epochs : passes over all positions.
-    batch_size : global minibatch size (positions per Adam step, summed over all ranks).
-    chunk_size : positions per forward/backward call inside a rank's share of a minibatch; the gradients of the
-        chunks are accumulated, so the step is the same (to float rounding). Smaller chunks keep the FFT working
-        set in cache and cut peak memory; None = about 4 MiB of complex wave per chunk (16 positions at 128^2,
-        4 at 256^2 in complex64), measured fastest on CPU (``benchmarks/bench_forward.py --compare``); on CUDA
-        None = the whole share (one call).
-    lr_object : Adam step of the object parameters (radians / nepers with ``parameterization="phase"``), > 0.
-    lr_probe : Adam step of the probe (relative to its initial peak amplitude).
-    lr_schedule : ``"cosine"`` (default) or ``"constant"``: with cosine both steps follow lr * (0.01 + 0.99 * (1 +
-        cos(pi e / E)) / 2) over the run's epochs E, so the last epochs converge instead of oscillating at the
-        minibatch noise level (a final object, and a final data loss, that do not depend on where the oscillation
-        stopped). The defaults (300 epochs, batches of 16, lr 0.02, cosine) bring the data loss within 10 % of the true
-        object's on every case of the crosstalk benchmark's small matrix (``docs/crosstalk_benchmark.md``), where a
-        constant step leaves it 1.7-4.9 times above it after 50 epochs at 1e7 photons per position. The schedule
-        depends on ``epochs``: a run resumed with another ``epochs`` continues on the new schedule.
-    optimize_probe : refine the probe; ``probe_delay_epochs`` : epochs before the probe starts to move.
-    loss : ``"amplitude"`` or ``"poisson"``.
-    init : ``"random"`` (unit amplitude, Gaussian phase of std ``init_noise`` rad), ``"constant"`` (ones),
-        ``"xrf"`` (XRF-seeded, see :mod:`.xrf`, needs ``xrf_elements``) or a path to an object guess
-        (reconstruction HDF5, ``FILE.h5:/dataset`` or ``.npy``).
-    init_noise : phase standard deviation (rad) of the random start.
-    n_slices : number of slices; None = from ``slice_pos_m`` or the dataset.
-    slice_pos_m : slice positions (m) overriding the dataset's.
-    object_shape : (H, W) overriding the dataset's (default: dataset, else the scanned extent).
-    propagation : ``"exact"`` or ``"paraxial"``.
-    parameterization : ``"phase"`` (phase and log-amplitude, default) or ``"complex"`` (real and imaginary parts).
-    xrf_elements : element -> 0-based slice index for ``init="xrf"``, e.g. ``{"Ni": 1}``.
-    xrf_epochs : epochs of the single-slice reconstruction that the XRF seeding starts from.
-    probe_fwhm_m : FWHM of the Gaussian probe guess when the dataset holds no probe (default: window / 4).
-    seed : seed of the initial guess and of the minibatch order.
-    device : ``"auto"``, ``"cpu"``, ``"cuda"`` (MPI rank r: ``cuda:(r % device_count)``) or ``"cuda:N"``;
-        dtype : ``"complex64"`` or ``"complex128"``.
-    checkpoint_every : write a checkpoint every N epochs (0 = never); checkpoint_path : where.
-    resume : continue from ``checkpoint_path`` if it exists.
-    depth_reg : in-loop depth regulariser (:mod:`.regularizers`): ``"none"`` (default), ``"kz"`` (missing-wedge
-        filter of the slices' phase and log-amplitude every ``depth_reg_every`` epochs) or ``"zcorr"`` (squared
-        inter-slice Pearson correlation of the phases added to every minibatch's loss; the recorded loss stays the
-        data loss).
-    depth_reg_weight : ``"kz"``: the filter's beta (grid units; W = 1/2 on |kz| = |kr| / beta), ``"zcorr"``: the
-        penalty's weight; None = 0.1 for kz, 1.0 for zcorr.
-    depth_reg_every : epochs between two applications of the kz filter.
-    """
-
-    epochs: int = 300
-    batch_size: int = 16
-    chunk_size: int | None = None
-    lr_object: float = 2e-2
-    lr_schedule: str = "cosine"
-    lr_probe: float = 1e-2
-    optimize_probe: bool = False
-    probe_delay_epochs: int = 0
-    loss: str = "amplitude"
-    init: str = "random"
-    init_noise: float = 1e-2
-    n_slices: int | None = None
-    slice_pos_m: list | None = None
-    object_shape: tuple | None = None
-    propagation: str = "exact"
-    parameterization: str = "phase"
-    xrf_elements: dict | None = None
-    xrf_epochs: int = 20
-    probe_fwhm_m: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "complex64"
-    checkpoint_every: int = 0
-    checkpoint_path: str | None = None
-    resume: bool = False
-    depth_reg: str = "none"
-    depth_reg_weight: float | None = None
-    depth_reg_every: int = 1
-
-    def __post_init__(self) -> None:
-        opt.check_int("epochs", self.epochs, 0)
-        opt.check_int("batch_size", self.batch_size, 1)
-        if self.chunk_size is not None:
-            opt.check_int("chunk_size", self.chunk_size, 1)
-        opt.check_positive("lr_object", self.lr_object)
-        opt.check_positive("lr_probe", self.lr_probe, allow_zero=True)
-        opt.check_bool("optimize_probe", self.optimize_probe)
-        opt.check_int("probe_delay_epochs", self.probe_delay_epochs, 0)
-        opt.check_choice("loss", self.loss, LOSSES)
-        opt.check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        if not isinstance(self.init, str) or not self.init:
-            raise opt.OptionsError(f"option init must be one of {INITS} or a file path, got {self.init!r}")
-        opt.check_positive("init_noise", self.init_noise, allow_zero=True)
-        opt.check_int("n_slices", self.n_slices, 1, allow_none=True)
-        if self.slice_pos_m is not None:
-            try:
-                self.slice_pos_m = [float(v) for v in np.atleast_1d(self.slice_pos_m)]
-            except (TypeError, ValueError) as exc:
-                raise opt.OptionsError(f"option slice_pos_m must be a list of numbers (m), got "
-                                       f"{self.slice_pos_m!r}") from exc
-            if self.n_slices is not None and len(self.slice_pos_m) != self.n_slices:
-                raise opt.OptionsError(f"slice_pos_m has {len(self.slice_pos_m)} entries but n_slices is "
-                                       f"{self.n_slices}")
-            pos = np.asarray(self.slice_pos_m)
-            if not np.all(np.isfinite(pos)) or np.any(np.diff(pos) <= 0):
-                raise opt.OptionsError(f"slice_pos_m must be finite and strictly increasing, got {self.slice_pos_m}")
-        if self.object_shape is not None:
-            shp = tuple(self.object_shape)
-            if len(shp) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shp):
-                raise opt.OptionsError(f"option object_shape must be two positive integers, got {self.object_shape!r}")
-            self.object_shape = shp
-        opt.check_choice("propagation", self.propagation, KINDS)
-        opt.check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
-        if self.xrf_elements is not None:
-            if not isinstance(self.xrf_elements, Mapping) or not self.xrf_elements or not all(
-                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                    for k, v in self.xrf_elements.items()):
-                raise opt.OptionsError(f"option xrf_elements must map element names to 0-based slice indices, "
-                                       f"e.g. {{'Ni': 1}}, got {self.xrf_elements!r}")
-            self.xrf_elements = dict(self.xrf_elements)
-        if self.init == "xrf" and not self.xrf_elements:
-            raise opt.OptionsError("init='xrf' needs xrf_elements, e.g. {'Ni': 1} (element -> 0-based slice index)")
-        opt.check_int("xrf_epochs", self.xrf_epochs, 1)
-        opt.check_positive("probe_fwhm_m", self.probe_fwhm_m, allow_none=True)
-        opt.check_int("seed", self.seed, 0)
-        if not (isinstance(self.device, str) and self.device.startswith("cuda:") and self.device[5:].isdigit()):
-            opt.check_choice("device", self.device, DEVICES)  # or a numbered GPU, cuda:N
-        opt.check_choice("dtype", self.dtype, DTYPES)
-        opt.check_int("checkpoint_every", self.checkpoint_every, 0)
-        if self.checkpoint_path is not None and not isinstance(self.checkpoint_path, str):
-            self.checkpoint_path = os.fspath(self.checkpoint_path)
-        opt.check_bool("resume", self.resume)
-        if (self.checkpoint_every > 0 or self.resume) and not self.checkpoint_path:
-            raise opt.OptionsError("checkpoint_every > 0 or resume=True needs checkpoint_path")
-        opt.check_choice("depth_reg", self.depth_reg, DEPTH_REGS)
-        opt.check_positive("depth_reg_weight", self.depth_reg_weight, allow_none=True)
-        if self.depth_reg_weight is None and self.depth_reg != "none":
-            self.depth_reg_weight = DEFAULT_WEIGHTS[self.depth_reg]
-        opt.check_int("depth_reg_every", self.depth_reg_every, 1)
-
-    @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> "ReconstructionOptions":
-        """From a dict (e.g. parsed JSON) plus overrides; unknown keys raise :class:`OptionsError`."""
-        return opt.from_mapping(cls, mapping, **overrides)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ReconstructionOptions":
-        import json
-
-        return cls.from_dict(json.loads(text))
-
-    def to_dict(self) -> dict:
-        return opt.to_dict(self)
-
-    def to_json(self) -> str:
-        return opt.to_json(self)
-
-
-@dataclass
-class ReconstructionResult:
-    """Output of :func:`reconstruct`.
-
-    Attributes
-    ----------
-    object : complex (n_slices, H, W) transmission per slice.
-    probe : complex (h, w).
-    positions : (n, 2) float64 scan positions used (y, x) top-left, pixels.
-    loss : (epochs,) mean loss per position of each epoch.
-    slice_pos_m : (n_slices,) slice positions (m).
-    config : the options as a dict (JSON-ready).
-    seed, n_ranks : provenance.
-    extra : further arrays (e.g. the XRF seed) written as root datasets.
-    """
-
-    object: np.ndarray
-    probe: np.ndarray
-    positions: np.ndarray
-    loss: np.ndarray
-    slice_pos_m: np.ndarray
-    config: dict
-    seed: int = 0
-    n_ranks: int = 1
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """The mapping :func:`ptycho_ddip.io.write_reconstruction` expects."""
-        extra = {"slice_pos_m": np.asarray(self.slice_pos_m)}
-        extra.update(self.extra)
-        return {"object": self.object, "probe": self.probe, "positions": self.positions, "loss": self.loss,
-                "extra": extra, "config": self.config, "version": __version__, "seed": self.seed,
-                "n_ranks": self.n_ranks}
-
-
-# ------------------------------------------------------------------------------------------------ input checks
-def _name(dataset: DiffractionDataset) -> str:
-    return dataset.source or "dataset"
-
-
-def resolve_slice_positions(dataset: DiffractionDataset, options: ReconstructionOptions) -> np.ndarray:
-    """Slice positions (m): the options' override, else the dataset's; checked against ``n_slices``."""
-    if options.slice_pos_m is not None:
-        pos = np.asarray(options.slice_pos_m, dtype=np.float64)
-    else:
-        pos = np.asarray(dataset.slice_pos_m, dtype=np.float64).reshape(-1)
-        if pos.size == 0:
-            if options.n_slices == 1:
-                return np.zeros(1)
-            raise InputError(f"{_name(dataset)}: metadata/slice_pos_cm is missing; give the slice positions with "
-                             f"the option slice_pos_m (metres), e.g. [0, 10e-6]")
-    if options.n_slices is not None and pos.size != options.n_slices:
-        if options.slice_pos_m is None and options.n_slices == 1:
-            return pos[:1]
-        raise InputError(f"{_name(dataset)}: the dataset has {pos.size} slice positions but n_slices is "
-                         f"{options.n_slices}; give slice_pos_m with {options.n_slices} entries")
-    if not np.all(np.isfinite(pos)) or np.any(np.diff(pos) <= 0):
-        raise InputError(f"{_name(dataset)}: slice positions {pos.tolist()} must be finite and strictly increasing")
-    return pos
-
-
-def resolve_object_shape(dataset: DiffractionDataset, options: ReconstructionOptions) -> tuple:
-    """(H, W): the options', the dataset's, or the smallest array holding every probe window."""
-    if options.object_shape is not None:
-        return tuple(options.object_shape)
-    if dataset.object_shape is not None:
-        return tuple(dataset.object_shape)
-    h, w = dataset.detector_shape
-    top = np.floor(np.asarray(dataset.positions_px)).max(axis=0)
-    return int(top[0]) + h, int(top[1]) + w
-
-
-def probe_notice(dataset: DiffractionDataset, options: ReconstructionOptions) -> str | None:
-    """One line for the user when the dataset holds no probe (``metadata/probe``), else None.
-
-    The reconstruction then starts from a Gaussian guess, which is far from most real probes: the line says so and,
-    unless the probe is being refined, suggests ``--optimize-probe``.
-    """
-    if dataset.probe is not None:
-        return None
-    fwhm = options.probe_fwhm_m or dataset.pixel_size_m * min(dataset.detector_shape) / 4.0
-    text = (f"note: {_name(dataset)} has no metadata/probe: starting from a Gaussian probe guess of FWHM "
-            f"{fwhm * 1e9:.3g} nm")
-    if not options.optimize_probe:
-        text += "; add --optimize-probe (optimize_probe=true) to refine it, or add the probe to the file"
-    return text
-
-
-def check_dataset(dataset: DiffractionDataset, options: ReconstructionOptions) -> None:
-    """Raise :class:`InputError` for data a reconstruction cannot use (NaN, bad shapes, positions outside)."""
-    name = _name(dataset)
-    data = np.asarray(dataset.intensities)
-    if data.ndim != 3 or data.shape[0] < 1:
-        raise InputError(f"{name}: intensities must be (n_pos, det_y, det_x), got {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"{name}: the intensities contain {int(np.count_nonzero(~np.isfinite(data)))} NaN or Inf "
-                         f"values; replace them (e.g. by 0) before reconstructing")
-    if np.any(data < 0):
-        raise InputError(f"{name}: the intensities contain negative values; clip them at 0")
-    for key, value in (("energy_ev", dataset.energy_ev), ("pixel_size_m", dataset.pixel_size_m)):
-        if value is None or not (math.isfinite(float(value)) and float(value) > 0):
-            raise InputError(f"{name}: metadata {key} is missing or invalid ({value!r}); add it to the file")
-    pos = np.asarray(dataset.positions_px)
-    if pos.shape != (data.shape[0], 2):
-        raise InputError(f"{name}: positions have shape {pos.shape}, expected ({data.shape[0]}, 2): one (y, x) "
-                         f"per diffraction pattern")
-    if dataset.probe is not None and tuple(np.shape(dataset.probe)) != data.shape[1:]:
-        raise InputError(f"{name}: the probe is {tuple(np.shape(dataset.probe))} but the detector is "
-                         f"{data.shape[1:]}; the probe must have the detector's shape")
-    fwd = MultisliceForward(data.shape[1:], [0.0], 1.0, 1.0)
-    try:
-        fwd.check_positions(pos, resolve_object_shape(dataset, options))
-    except PositionError as exc:
-        raise InputError(f"{name}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------ the loop
