@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..atomic import atomic_write
-from ..io import DiffractionDataset, InputError
+from ..atomic import InputError, atomic_write
+from ..io.dataset import DiffractionDataset
 from ..progress import progress_bar
 from .forward import MultisliceForward
 from .physics import wavelength_m
@@ -52,6 +52,7 @@ from .reconstruct_inputs import check_dataset, probe_notice, resolve_object_shap
 from .reconstruct_options import INITS, RESUME_FREE, ReconstructionOptions
 from .reconstruct_result import ReconstructionResult
 from .regularizers import kz_filter, kz_filter_weights, slice_correlation_penalty
+from .xrf import illuminated_mask, xrf_initial_object
 
 GradAllreduce = Callable[[list], None]
 
@@ -153,9 +154,7 @@ class Reconstructor:
             g = torch.Generator().manual_seed(int(opts.seed))
             phase = torch.randn((n_slices, H, W), generator=g, dtype=torch.float64) * opts.init_noise
             return np.exp(1j * phase.numpy())
-        from .xrf import xrf_initial_object
-
-        guess, info = xrf_initial_object(self.dataset, opts, self.slice_pos_m, self.object_shape)
+        guess, info = xrf_initial_object(self.dataset, opts, self.slice_pos_m, self.object_shape, Reconstructor)
         self.extra.update(info)
         return guess
 
@@ -185,8 +184,6 @@ class Reconstructor:
 
     def _scanned_mask(self) -> torch.Tensor:
         """Pixels whose summed initial-probe intensity over the scan exceeds 10 % of its maximum (bool (H, W))."""
-        from .xrf import illuminated_mask
-
         probe = torch.complex(self.probe_re, self.probe_im).detach().cpu().numpy()
         mask = illuminated_mask(self.positions.cpu().numpy(), probe, self.object_shape, 0.1)
         return torch.as_tensor(mask, device=self.device)

@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from ..io import DiffractionDataset, InputError
+from ..atomic import InputError
+from ..io.dataset import DiffractionDataset
 from .forward import MultisliceForward, PositionError
 from .reconstruct_options import ReconstructionOptions
 

@@ -127,15 +127,15 @@ def illumination(positions: np.ndarray, probe: np.ndarray, shape) -> np.ndarray:
     return cover
 
 
-def xrf_initial_object(dataset, options, slice_pos_m: np.ndarray, object_shape) -> tuple:
+def xrf_initial_object(dataset, options, slice_pos_m: np.ndarray, object_shape, reconstructor) -> tuple:
     """Run the single-slice reconstruction of step 1 and build the XRF seed (used by ``init="xrf"``).
 
     The single-slice run uses the same options with one slice at ``slice_pos_m[0]``, a constant start and
-    ``options.xrf_epochs`` epochs, no checkpoints. Returns (object, info) as :func:`xrf_seed`, info also holding
-    the single-slice object under ``"xrf_single_slice"``.
+    ``options.xrf_epochs`` epochs, no checkpoints; ``reconstructor`` is the reconstructor class that runs it (passed
+    in, so that this module does not import the reconstructor that imports it). Returns (object, info) as
+    :func:`xrf_seed`, info also holding the single-slice object under ``"xrf_single_slice"``.
     """
-    from ..io import InputError
-    from .reconstruct import Reconstructor
+    from ..atomic import InputError
 
     name = dataset.source or "dataset"
     missing = [e for e in options.xrf_elements if e not in dataset.xrf]
@@ -148,7 +148,7 @@ def xrf_initial_object(dataset, options, slice_pos_m: np.ndarray, object_shape) 
     single = dataclasses.replace(options, init="constant", n_slices=1, slice_pos_m=[float(slice_pos_m[0])],
                                  object_shape=tuple(object_shape), epochs=options.xrf_epochs, checkpoint_every=0,
                                  checkpoint_path=None, resume=False, optimize_probe=False, xrf_elements=None)
-    rec = Reconstructor(dataset, single)
+    rec = reconstructor(dataset, single)
     rec.run(progress=False)
     phase = rec.obj_b.detach().cpu().double().numpy()[0]
     log_amp = rec.obj_a.detach().cpu().double().numpy()[0]
