@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from .losses import exclusion_pairs
+from .model import default_ghost_kinds
 
 DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 MODELS = ("direct", "ghost")
@@ -83,10 +84,6 @@ def gaussian_basis(k: torch.Tensor, sigmas_px: Sequence[float]) -> torch.Tensor:
     """G_s(k) = exp(-2 pi^2 sigma_s^2 k^2) for every width (pixels): (S, *k.shape)."""
     s = torch.as_tensor([float(v) for v in sigmas_px], dtype=k.dtype, device=k.device)
     return torch.exp(-2.0 * math.pi**2 * s[:, None, None] ** 2 * k[None] ** 2)
-
-
-def _default_kinds(n: int) -> tuple:
-    return ("lowpass",) + ("highpass",) * (n - 1)
 
 
 def transfer_matrix(weights: torch.Tensor, basis: torch.Tensor, ghost_kinds: Sequence[str]) -> torch.Tensor:
@@ -274,7 +271,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     model = model or ("ghost" if ghost_kinds is not None else "direct")
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    kinds = tuple(ghost_kinds) if ghost_kinds is not None else _default_kinds(n)
+    kinds = tuple(ghost_kinds) if ghost_kinds is not None else default_ghost_kinds(n)
     if len(kinds) != n:
         raise ValueError(f"ghost_kinds needs {n} entries, got {kinds}")
     if model == "direct":

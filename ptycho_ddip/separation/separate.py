@@ -25,7 +25,6 @@ from .model import default_ghost_kinds
 from .options import SeparationOptions
 from .select import selected_slices
 
-LOSS_COLUMNS = ("epoch", "total", "mismatch", "exclusion", "weight")
 MIN_SIZE = 32  # the 5-scale exclusion loss pools 4 times: 32 px leaves 2 px at the coarsest scale
 
 
