@@ -9,6 +9,7 @@ Usage::
     python benchmarks/crosstalk_matrix.py --small --workers 2        # two at a time (one thread each; on 2 cores
                                                                      # about 50 min idle, 94 min shared with 2 jobs)
     python benchmarks/crosstalk_matrix.py --small --redo pipeline    # rerun the pipeline rows (after it changed)
+    python benchmarks/crosstalk_matrix.py --small --redo verdict     # only the pipeline's report and verdict again
     mpiexec -n 8 python benchmarks/crosstalk_matrix.py               # the full matrix (120 cases), cases over ranks
     python benchmarks/crosstalk_matrix.py --small --report-only      # rebuild table, JSON and figures from OUT
 
@@ -367,9 +368,14 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
         for name in os.listdir(pdir) if os.path.isdir(pdir) else []:
             if name not in keep:
                 os.remove(os.path.join(pdir, name))
+    if "verdict" in redo:  # only the pipeline's report (and verdict) again, e.g. after the verdict changed
+        pdir = os.path.join(cdir, "pipeline")
+        for name in ("metrics.json", "summary.png"):
+            if os.path.exists(os.path.join(pdir, name)):
+                os.remove(os.path.join(pdir, name))
     force = False
     for name in redo:
-        for row in (("pass1", "separation", "pipeline") if name == "pipeline" else (name,)):
+        for row in (("pass1", "separation", "pipeline") if name in ("pipeline", "verdict") else (name,)):
             result["rows"].pop(row, None)
     if "pipeline" in rows and "pipeline" not in result["rows"]:
         t0 = time.perf_counter()

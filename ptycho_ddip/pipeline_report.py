@@ -120,7 +120,8 @@ def _rejected_paths(paths: dict) -> dict:
 def apply_verdict(paths: dict, options: PipelineOptions) -> dict:
     """Decide (:func:`verdict`) which stage's slices are final and make ``pass2.h5`` hold them: when pass 1 wins,
     pass 2's outputs are kept as ``pass2_rejected*`` and ``pass2.h5`` (+ TIFFs) becomes a copy of pass 1's result
-    whose config says so (``final_from``, ``verdict``). Idempotent: a rerun finds the rejected pass 2 again."""
+    whose config says so (``final_from``, ``verdict``). Idempotent: a rerun finds the rejected pass 2 again, and
+    restores it when the (changed) verdict now accepts it."""
     from .io import read_reconstruction, write_reconstruction
 
     rejected = _rejected_paths(paths)
@@ -136,6 +137,12 @@ def apply_verdict(paths: dict, options: PipelineOptions) -> dict:
         config = {**p1["config"], "stage": "pass2", "final_from": "pass1", "verdict": result["reason"]}
         write_reconstruction(paths["pass2"], {**p1, "config": config}, overwrite=True)
         candidate = rejected["pass2.h5"]
+    elif result["final"] == "pass2" and candidate != paths["pass2"]:  # an earlier verdict refused it: restore it
+        d = os.path.dirname(paths["pass2"])
+        for name, source in rejected.items():
+            if os.path.exists(source):
+                os.replace(source, os.path.join(d, name))
+        candidate = paths["pass2"]
     result["candidate"] = os.path.basename(candidate)  # where pass 2's own result is now
     return result
 

@@ -94,3 +94,17 @@ def test_apply_verdict_keeps_the_rejected_pass_2_and_makes_pass2_h5_pass_1s(tmp_
     np.testing.assert_array_equal(final["object"], clean)
     assert final["config"]["final_from"] == "pass1" and "shared-edge index" in final["config"]["verdict"]
     np.testing.assert_array_equal(read_reconstruction(os.path.join(tmp_path, "pass2_rejected.h5"))["object"], mixed)
+
+
+def test_a_verdict_that_now_accepts_pass_2_restores_it(tmp_path, monkeypatch):
+    import ptycho_ddip.pipeline_report as report
+    from ptycho_ddip.io import read_reconstruction
+    from ptycho_ddip.pipeline import PipelineOptions, pipeline_paths
+
+    test_apply_verdict_keeps_the_rejected_pass_2_and_makes_pass2_h5_pass_1s(tmp_path)  # pass 2 refused
+    paths = pipeline_paths(str(tmp_path))
+    monkeypatch.setattr(report, "VERDICT_RATIO", 10.0)  # a verdict that accepts anything distinct enough
+    decision = report.apply_verdict(paths, PipelineOptions())
+    assert decision["final"] == "pass2" and decision["candidate"] == "pass2.h5"
+    assert not os.path.exists(os.path.join(tmp_path, "pass2_rejected.h5"))
+    assert read_reconstruction(paths["pass2"])["config"]["stage"] == "pass2"
