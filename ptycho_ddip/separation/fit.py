@@ -23,11 +23,14 @@ __all__ = ["Fit", "member_losses", "exclusion_form", "input_anchor_pairs", "esti
            "synthesis_components", "slice_mismatch"]
 
 
-def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progress: bool = False) -> Mixing:
-    """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts.estimate`` (CPU, float64)."""
+def estimate_target_mixing(target_np: np.ndarray, opts: SeparationOptions, progress: bool = False,
+                           device: Optional[torch.device] = None) -> Mixing:
+    """The mixing of normalised images ``target_np`` (N, H, W) estimated with ``opts.estimate`` (float64; on the
+    fit's device when that is a GPU, on the CPU otherwise)."""
     e = opts.estimate
+    dev = device if device is not None and device.type == "cuda" else None
     return estimate_mixing(target_np, opts.ghost_kinds, e.sigmas_px, e.iters, e.lr, blur_px=e.blur_px,
-                           progress=progress, model=e.model)
+                           progress=progress, model=e.model, device=dev)
 
 
 def synthesis_components(out: dict, ghosts: torch.Tensor) -> torch.Tensor:
@@ -132,7 +135,10 @@ class Fit:
         if opts.method == "estimate":
             self.mixing = mixing if mixing is not None else estimate_target_mixing(target_np, opts)
             model = FixedMixingDIP(target_np, self.mixing, seeds, channels=x.channels, skip_channels=x.skip_channels,
-                                   noise_scale=x.noise_scale, channels_last=x.fast)
+                                   noise_scale=x.noise_scale,
+                                   # channels-last pays on CPUs; on an H200 NCHW was 1.21x faster at 272 px
+                                   # (benchmarks/results/h200_2026-12-04)
+                                   channels_last=x.fast and device.type != "cuda")
         else:
             model = build_model(n, (h, w), seeds, fast=x.fast, filters=opts.learned.filters,
                                 ghost_kinds=opts.ghost_kinds, channels=x.channels, skip_channels=x.skip_channels,

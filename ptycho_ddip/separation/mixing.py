@@ -304,7 +304,7 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
     first = [i for i in range(n) for j in range(i + 1, n)]
     second = [j for i in range(n) for j in range(i + 1, n)]
     optim = torch.optim.Adam([weights], lr=lr)
-    history = np.empty(iters)
+    history = torch.empty(iters, dtype=torch.float64, device=x.device)  # on the device: no host sync per step
     for it in progress_iter(range(iters), desc="mixing estimate", enabled=progress, unit="iteration"):
         y = _image(_apply(unmixing(weights), spec), (h, w))
         if gain is None:
@@ -314,8 +314,9 @@ def estimate_mixing(images: np.ndarray, ghost_kinds: Optional[Sequence[str]] = N
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
-        history[it] = float(loss.detach())
-    mixing = Mixing(kinds, tuple(float(s) for s in sigmas_px), weights.detach().cpu().numpy(), history, model)
+        history[it] = loss.detach()
+    mixing = Mixing(kinds, tuple(float(s) for s in sigmas_px), weights.detach().cpu().numpy(),
+                    history.cpu().numpy(), model)
     _warn_if_degenerate(mixing, images)
     return mixing
 

@@ -320,7 +320,7 @@ def fit_members(x: np.ndarray, options: SeparationOptions, members: Sequence[int
     target, _ = normalize_jointly(x)
     # the estimated mixing depends on the images only: estimated once, shared by every member
     if options.method == "estimate" and mixing is None:
-        mixing = estimate_target_mixing(target, options, progress)
+        mixing = estimate_target_mixing(target, options, progress, device)
     run = _Run(target, device, truth, ghosts, progress, callback, mixing)
     idx = list(range(options.ensemble)) if members is None else list(members)
     # batching members pays on GPUs (fewer, larger kernels) but not on CPU (measured 0.6-1.1x per member at 272^2,
