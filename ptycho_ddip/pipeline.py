@@ -349,16 +349,19 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
         _reconstruct_stage("pass2", data_id, dataset, options.pass2, seed, paths, comm, progress, callback,
                            options.checkpoint_every)
         timings["pass2"] = time.perf_counter() - t0
-    elif comm.is_root and not os.path.exists(paths["pass2_png"]):
-        p2 = read_reconstruction(paths["pass2"])
-        _reconstruction_figure(p2["object"], p2["loss"], "pass2", paths["pass2_png"], p2["probe"],
-                               dataset.pixel_size_m)
 
     t0 = time.perf_counter()
     metrics = None
     if not skip("report"):
         metrics = comm.call_on_root(_report, dataset, options, paths, data_path)
         timings["report"] = time.perf_counter() - t0
+    if comm.is_root and not os.path.exists(paths["pass2_png"]):
+        # the figure of the final slices: when the verdict kept pass 1, pass 2's own figure is pass2_rejected.png
+        # and pass2.h5 holds pass 1's copy; also redrawn when a finished run lost it
+        p2 = read_reconstruction(paths["pass2"])
+        name = "final = pass1 (pass 2 rejected)" if p2["config"].get("final_from") == "pass1" else "pass2"
+        _reconstruction_figure(p2["object"], p2["loss"], name, paths["pass2_png"], p2["probe"],
+                               dataset.pixel_size_m)
     elif comm.is_root:
         with open(paths["metrics"], encoding="utf-8") as fh:
             metrics = json.load(fh)

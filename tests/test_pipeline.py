@@ -29,6 +29,15 @@ OPTIONS = {
 OUTPUTS = ["config.json", "pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png",
            "separation_input.h5", "separation.h5", "separation_separated.tiff", "separation.png", "pass2.h5",
            "pass2_phase.tiff", "pass2_magnitude.tiff", "pass2.png", "summary.png", "metrics.json"]
+REJECTED = ["pass2_rejected.h5", "pass2_rejected_phase.tiff", "pass2_rejected_magnitude.tiff", "pass2_rejected.png"]
+
+
+def outputs(outdir: str) -> list:
+    """The files a finished run holds: OUTPUTS, and pass 2's own result as pass2_rejected* when the verdict kept
+    pass 1 (which way it goes on this tiny case depends on float32 arithmetic: CPU threads, CUDA)."""
+    with open(os.path.join(outdir, "metrics.json")) as fh:
+        final = json.load(fh)["final"]
+    return sorted(OUTPUTS + (REJECTED if final == "pass1" else []))
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +57,14 @@ def run(tmp_path_factory):
 def test_every_output_and_metrics(run):
     data, outdir, first = run
     assert first["ran"] == ["pass1", "separation", "pass2", "report"] and first["skipped"] == []
-    assert sorted(os.listdir(outdir)) == sorted(OUTPUTS)  # and no checkpoint or temporary file is left
+    assert sorted(os.listdir(outdir)) == outputs(outdir)  # and no checkpoint or temporary file is left
     for png in ("pass1.png", "separation.png", "pass2.png", "summary.png"):
         assert os.path.getsize(os.path.join(outdir, png)) > 5000
     p1, p2 = read_reconstruction(os.path.join(outdir, "pass1.h5")), read_reconstruction(os.path.join(outdir, "pass2.h5"))
     assert p1["object"].shape == p2["object"].shape == (2, 64, 64)
-    assert len(p1["loss"]) == 6 and len(p2["loss"]) == 4 and p1["config"]["stage"] == "pass1"
+    own2 = read_reconstruction(os.path.join(outdir, first["metrics"]["verdict"]["candidate"]))  # pass 2's own
+    assert len(p1["loss"]) == 6 and len(own2["loss"]) == 4 and p1["config"]["stage"] == "pass1"
+    assert len(p2["loss"]) == (6 if first["metrics"]["final"] == "pass1" else 4)
     sep = read_separation_result(os.path.join(outdir, "separation.h5"))
     with h5py.File(os.path.join(outdir, "separation_input.h5"), "r") as h5:
         y0, y1, x0, x1 = h5.attrs["box"]
@@ -127,7 +138,32 @@ def test_interrupted_stage_resumes_from_its_checkpoint(run, tmp_path):
     a = read_reconstruction(os.path.join(resumed, "pass2.h5"))
     b = read_reconstruction(os.path.join(outdir, "pass2.h5"))
     assert np.array_equal(a["object"], b["object"]) and np.array_equal(a["loss"], b["loss"])
-    assert sorted(os.listdir(resumed)) == sorted(OUTPUTS)
+    assert sorted(os.listdir(resumed)) == outputs(resumed)
+
+
+def test_a_refused_pass_2_gives_the_final_figure_and_a_rerun_does_no_work(run, tmp_path, monkeypatch):
+    """The verdict refuses pass 2 (forced here): pass2.h5 and pass2.png show pass 1's slices, pass 2's own result is
+    pass2_rejected*, and a rerun writes nothing (the first run already wrote every file a rerun would)."""
+    from ptycho_ddip import pipeline_report
+
+    data, outdir, _ = run
+    monkeypatch.setattr(pipeline_report, "VERDICT_RATIO", 0.0)  # nothing is distinct enough
+    refused = str(tmp_path / "run")
+    os.makedirs(refused)
+    for name in ("config.json", "pass1.h5", "pass1_phase.tiff", "pass1_magnitude.tiff", "pass1.png",
+                 "separation_input.h5", "separation.h5", "separation_separated.tiff", "separation.png"):
+        shutil.copy2(os.path.join(outdir, name), refused)
+    out = run_pipeline(data, refused, OPTIONS, progress=False)
+    assert out["ran"] == ["pass2", "report"] and out["metrics"]["final"] == "pass1"
+    assert sorted(os.listdir(refused)) == sorted(OUTPUTS + REJECTED)
+    final = read_reconstruction(os.path.join(refused, "pass2.h5"))
+    assert final["config"]["final_from"] == "pass1"
+    assert np.array_equal(final["object"], read_reconstruction(os.path.join(refused, "pass1.h5"))["object"])
+    assert len(read_reconstruction(os.path.join(refused, "pass2_rejected.h5"))["loss"]) == 4
+    stamps = {f: os.path.getmtime(os.path.join(refused, f)) for f in os.listdir(refused)}
+    again = run_pipeline(data, refused, OPTIONS, progress=False)
+    assert again["ran"] == [] and again["metrics"]["final"] == "pass1"
+    assert {f: os.path.getmtime(os.path.join(refused, f)) for f in os.listdir(refused)} == stamps
 
 
 def test_other_options_are_refused_and_force_redoes(run, tmp_path, capsys):
