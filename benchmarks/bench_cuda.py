@@ -260,7 +260,7 @@ def sync_free_stepper(fit, dev: torch.device):
 def graph_stepper(fit, dev: torch.device, epoch: int = 200):
     """The whole epoch (forward, losses, backward, Adam) captured once as a CUDA graph and replayed: a prototype
     of what the fitting loop could do (the sync-free indexing of :func:`sync_free`, fixed learning rate and
-    exclusion weight of ``epoch``, no weight regulariser after epoch 100, capturable fused Adam)."""
+    exclusion weight, no weight regulariser after epoch 100, capturable fused Adam)."""
     from ptycho_ddip.separation.fit import member_losses
 
     patch = sync_free(fit, dev)
@@ -269,12 +269,12 @@ def graph_stepper(fit, dev: torch.device, epoch: int = 200):
         opt = torch.optim.Adam(params, lr=torch.tensor(fit.opts.lr, device=dev), fused=True, capturable=True)
     except (RuntimeError, ValueError, TypeError):
         opt = torch.optim.Adam(params, lr=fit.opts.lr, foreach=True, capturable=True)
-    weight = fit.opts.exclusion_weight(epoch)
+    weight = float(fit.opts.gamma_excl)
 
     def once():
         out = fit.model()
         mis, exc, reg = member_losses(fit.model, out, fit.target, fit.opts, epoch, fit.pairs,
-                                       getattr(fit, "anchor", None), getattr(fit, "coarse", None))
+                                       getattr(fit, "anchor", None))
         (mis + weight * exc + reg).sum().backward()
         opt.step()
         return mis
