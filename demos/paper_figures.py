@@ -15,7 +15,7 @@ For each phantom (its default blend: a low-pass ghost on slice 1, a high-pass gh
   estimate) against the ground-truth-best gamma of the same sweep (criterion: mean ghost-to-signal ratio over the
   slices), on the figures' seed and on every extra ``--validation-seeds`` seed (new phantom layout and new fit seed).
 
-The fits use the paper's learnable mixing (``--mixing learn``, the default of this script): the figures compare
+The fits use the paper's learnable mixing (``--method paper``, the default of this script): the figures compare
 its filter types and gammas, which the package default, the estimated mixing, does not use.
 
 Writes ``OUT/results.md`` (tables, figures, the commands, the machine) and ``OUT/figures/results/*.png``, and
