@@ -32,7 +32,7 @@ def separation_figure(inputs: np.ndarray, separated: np.ndarray, loss: np.ndarra
     unit = label or unit
     w = own_share(alpha)
     al = np.atleast_2d(alpha).mean(0)
-    rows = [("input", inputs, lambda i: _with(quantity, f"input (blended): slice {i + 1}"))]
+    rows = [("input", inputs, lambda i: _with(quantity, f"input (contaminated): slice {i + 1}"))]
     rows.append(("separated", separated,
                  lambda i: _with(quantity, f"separated slice {i + 1}") + f"\nown share {w[i]:.3f}"
                  + (f", alpha_{i + 1} {al[i]:.3f}" if n == 2 else "")))
