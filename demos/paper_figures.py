@@ -24,7 +24,6 @@ Writes ``OUT/results.md`` (tables, figures, the commands, the machine) and ``OUT
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform

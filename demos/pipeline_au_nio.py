@@ -1,7 +1,7 @@
 """Demo: the whole pipeline on a simulated Au/NiO sample at large slice spacing, from a random start (no XRF).
 
     python demos/pipeline_au_nio.py [--out demo_pipeline_au_nio] [--size 128] [--spacing-dof 3.5]
-                                    [--epochs-pass1 100] [--epochs-separation 2000] [--epochs-pass2 100]
+                                    [--epochs-pass1 300] [--epochs-separation 2000] [--epochs-pass2 300]
     mpiexec -n 2 python demos/pipeline_au_nio.py --threads 1     # data-parallel passes (pip install mpi4py mpich)
 
 Simulates a two-slice dataset (Au particles on slice 1, NiO spheres on slice 2, 10 nm pixels, 12 keV, a zone-plate
@@ -20,6 +20,7 @@ import time
 
 from ptycho_ddip.parallel import get_comm
 from ptycho_ddip.pipeline import PipelineOptions, run_pipeline
+from ptycho_ddip.pipeline_options import SEEDS
 
 
 def parse(description: str, defaults: dict) -> argparse.Namespace:
@@ -27,12 +28,12 @@ def parse(description: str, defaults: dict) -> argparse.Namespace:
     ap.add_argument("--out", default=defaults["out"], help="output directory")
     ap.add_argument("--size", type=int, default=128, help="object size, pixels (the probe is 64 x 64)")
     ap.add_argument("--spacing-dof", type=float, default=defaults["spacing_dof"], help="slice spacing in DOF")
-    ap.add_argument("--epochs-pass1", type=int, default=100)
+    ap.add_argument("--epochs-pass1", type=int, default=300)
     ap.add_argument("--epochs-separation", type=int, default=2000)
-    ap.add_argument("--epochs-pass2", type=int, default=100)
+    ap.add_argument("--epochs-pass2", type=int, default=300)
     ap.add_argument("--ensemble", type=int, default=1, help="DDIP ensemble members (spread over MPI ranks)")
-    ap.add_argument("--pass2-seed", default=defaults.get("pass2_seed", "separated"),
-                    choices=("separated", "ghost_removed"), help="what seeds pass 2 (PipelineOptions.pass2_seed)")
+    ap.add_argument("--pass2-seed", default=PipelineOptions.pass2_seed, choices=SEEDS,
+                    help="what seeds pass 2 (PipelineOptions.pass2_seed)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     ap.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"),
                     help="learning-rate schedule of both passes (cosine: converged final objects)")
@@ -62,8 +63,7 @@ def run_demo(args: argparse.Namespace, phantom: str, pass1_extra: dict) -> dict:
               f"{(ds.slice_pos_m[1] - ds.slice_pos_m[0]) * 1e6:.2f} um ({args.spacing_dof} DOF)")
 
     comm.call_on_root(make_data)
-    recon = {"batch_size": 16, "lr_object": 5e-3, "lr_schedule": args.lr_schedule, "seed": args.seed,
-             "device": "auto"}
+    recon = {"lr_schedule": args.lr_schedule, "seed": args.seed, "device": "auto"}  # the package's defaults otherwise
     options = PipelineOptions.from_dict({
         "pass1": {**recon, "epochs": args.epochs_pass1, **pass1_extra},
         "separation": {"epochs": args.epochs_separation, "ensemble": args.ensemble, "seed": args.seed,

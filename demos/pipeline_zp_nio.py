@@ -1,7 +1,7 @@
 """Demo: the whole pipeline on a simulated zone-plate/NiO sample at small slice spacing, with an XRF-seeded start.
 
     python demos/pipeline_zp_nio.py [--out demo_pipeline_zp_nio] [--size 128] [--spacing-dof 0.5]
-                                    [--epochs-pass1 100] [--epochs-separation 2000] [--epochs-pass2 100]
+                                    [--epochs-pass1 300] [--epochs-separation 2000] [--epochs-pass2 300]
     mpiexec -n 2 python demos/pipeline_zp_nio.py --threads 1
 
 At a spacing below the depth of field a random start gives two nearly identical slices; pass 1 therefore starts
