@@ -101,7 +101,7 @@ def main() -> None:
         for p in ex.map(_fit, jobs):
             print("fitted", p, flush=True)
     short = args.epochs // 4
-    print(f"\n| rule | picked from epoch | within 20 % | picks = best | picks (auto/best, mean-GSR ratio) |")
+    print("\n| rule | picked from epoch | within 20 % | picks = best | picks (auto/best, mean-GSR ratio) |")
     print("|---|---|---|---|---|")
     for name, key in rules().items():
         for at in (short, args.epochs):

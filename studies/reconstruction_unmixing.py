@@ -28,7 +28,6 @@ import os
 import sys
 import warnings
 
-import h5py
 import numpy as np
 import torch
 
