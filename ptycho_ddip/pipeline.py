@@ -356,6 +356,9 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
     if not skip("report"):
         metrics = comm.call_on_root(_report, dataset, options, paths, data_path)
         timings["report"] = time.perf_counter() - t0
+    elif comm.is_root:
+        with open(paths["metrics"], encoding="utf-8") as fh:
+            metrics = json.load(fh)
     if comm.is_root and not os.path.exists(paths["pass2_png"]):
         # the figure of the final slices: when the verdict kept pass 1, pass 2's own figure is pass2_rejected.png
         # and pass2.h5 holds pass 1's copy; also redrawn when a finished run lost it
@@ -363,9 +366,6 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
         name = "final = pass1 (pass 2 rejected)" if p2["config"].get("final_from") == "pass1" else "pass2"
         _reconstruction_figure(p2["object"], p2["loss"], name, paths["pass2_png"], p2["probe"],
                                dataset.pixel_size_m)
-    elif comm.is_root:
-        with open(paths["metrics"], encoding="utf-8") as fh:
-            metrics = json.load(fh)
     if not comm.is_root:
         metrics = None
     if metrics is not None:

@@ -164,6 +164,10 @@ def test_a_refused_pass_2_gives_the_final_figure_and_a_rerun_does_no_work(run, t
     again = run_pipeline(data, refused, OPTIONS, progress=False)
     assert again["ran"] == [] and again["metrics"]["final"] == "pass1"
     assert {f: os.path.getmtime(os.path.join(refused, f)) for f in os.listdir(refused)} == stamps
+    os.remove(os.path.join(refused, "pass2.png"))  # a finished run that lost its final figure: redrawn, same metrics
+    lost = run_pipeline(data, refused, OPTIONS, progress=False)
+    assert lost["ran"] == [] and lost["metrics"] == again["metrics"]
+    assert os.path.getsize(os.path.join(refused, "pass2.png")) > 5000
 
 
 def test_other_options_are_refused_and_force_redoes(run, tmp_path, capsys):
