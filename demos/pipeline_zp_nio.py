@@ -8,7 +8,7 @@ At a spacing below the depth of field a random start gives two nearly identical 
 from the XRF seed (a single-slice reconstruction split with the Ni fluorescence map, which marks the NiO slice:
 ``init="xrf"``, ``xrf_elements={"Ni": 1}``). The DDIP then separates the phase of the two slices and pass 2 starts
 from the separated phase. Prints the per-stage metric table and the time of each stage; writes ``OUT/pipeline/``.
-Same options and run time (about 8-10 minutes on 2 CPU cores) as ``demos/pipeline_au_nio.py``.
+Same options as ``demos/pipeline_au_nio.py`` (run time of the same order plus the XRF seeding).
 """
 from pipeline_au_nio import parse, run_demo
 
