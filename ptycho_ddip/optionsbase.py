@@ -118,6 +118,16 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None = None, /, *, l
     return cls(**data)
 
 
+def as_options(cls: type[T], options: Any) -> T:
+    """``options`` as an instance of ``cls``: None gives the defaults, an instance is returned as it is, a mapping goes
+    through ``cls.from_dict``."""
+    if options is None:
+        return cls()
+    if isinstance(options, cls):
+        return options
+    return cls.from_dict(options)
+
+
 class Options:
     """Mixin of the options dataclasses: ``from_dict`` / ``from_json`` (strict, :func:`from_mapping`) and
     ``to_dict`` / ``to_json`` (nested option groups become nested tables). Subclasses may set ``LABEL`` (the name in

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from .multislice._options import OptionsError
+from .optionsbase import as_options, from_mapping
 from .multislice.reconstruct import ReconstructionOptions
 from .separation.options import SeparationOptions
 
@@ -104,13 +105,7 @@ class PipelineOptions:
     def from_dict(cls, mapping: Optional[Mapping[str, Any]] = None, **overrides: Any) -> "PipelineOptions":
         """From a dict (e.g. parsed JSON/TOML; the stage tables may be partial) plus overrides; unknown keys raise
         :class:`~ptycho_ddip.multislice.OptionsError`."""
-        data = dict(mapping or {})
-        data.update(overrides)
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise OptionsError(f"unknown PipelineOptions option(s) {unknown}; valid options are {names}")
-        return cls(**data)
+        return from_mapping(cls, mapping, **overrides)
 
     @classmethod
     def from_json(cls, text: str) -> "PipelineOptions":
@@ -128,11 +123,7 @@ class PipelineOptions:
 
 
 def _as_options(options) -> PipelineOptions:
-    if options is None:
-        return PipelineOptions()
-    if isinstance(options, PipelineOptions):
-        return options
-    return PipelineOptions.from_dict(options)
+    return as_options(PipelineOptions, options)
 
 
 # ------------------------------------------------------------------------------------------------ array helpers

@@ -86,3 +86,35 @@ def assert_same_fit(actual, desired, rtol: float = 0.0, atol: float = 0.0) -> No
                   f"max |difference| {float(np.max(diff, initial=0.0)):.3g}", UserWarning, stacklevel=2)
     assert worst <= 1.0 and np.array_equal(np.isfinite(actual), np.isfinite(desired)), \
         f"CUDA fits differ by {worst:.3g} x the tolerance"
+
+
+def reconstruct_on_thread_ranks(dataset, options, size: int = 2, timeout_s: float = 60.0) -> list:
+    """``reconstruct`` run as ``size`` ranks on threads of this process, with an in-process gradient all-reduce (each
+    rank's tensors replaced by the sum over ranks, as MPI Allreduce does): the data-parallel path without mpiexec.
+    Returns the ranks' results in rank order."""
+    import threading
+
+    from ptycho_ddip.multislice.reconstruct import reconstruct
+
+    barrier, buffers, results = threading.Barrier(size), {}, {}
+
+    def allreduce_for(rank):
+        def allreduce(tensors):
+            buffers[rank] = [t.clone() for t in tensors]
+            barrier.wait()
+            sums = [sum(buffers[r][i] for r in range(size)) for i in range(len(tensors))]
+            barrier.wait()
+            for t, s in zip(tensors, sums):
+                t.copy_(s)
+        return allreduce
+
+    def run(rank):
+        results[rank] = reconstruct(dataset, options, progress=False, rank=rank, size=size,
+                                    grad_allreduce=allreduce_for(rank))
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    return [results[r] for r in range(size)]

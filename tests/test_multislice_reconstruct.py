@@ -1,7 +1,6 @@
 """Reconstructor: accuracy on a simulated two-slice dataset, data-parallel gradient sums, checkpoint/resume,
 options, and bad inputs (clear errors, nothing written)."""
 import json
-import threading
 
 import h5py
 import numpy as np
@@ -15,7 +14,7 @@ from ptycho_ddip.multislice.reconstruct import (ReconstructionOptions, Reconstru
 from ptycho_ddip.multislice.simulate import simulate
 from ptycho_ddip.multislice.xrf import illuminated_mask
 
-from conftest import TEST_DEVICE
+from conftest import TEST_DEVICE, reconstruct_on_thread_ranks
 
 torch.set_num_threads(1)
 
@@ -78,27 +77,8 @@ def test_two_ranks_agree_with_one(small):
     """
     opts = ReconstructionOptions(**FAST, optimize_probe=True, probe_delay_epochs=1)
     serial = reconstruct(small, opts, progress=False)
-    size, barrier, buffers, results = 2, threading.Barrier(2), {}, {}
-
-    def allreduce_for(rank):
-        def allreduce(tensors):
-            buffers[rank] = [t.clone() for t in tensors]
-            barrier.wait()
-            sums = [buffers[0][i] + buffers[1][i] for i in range(len(tensors))]
-            barrier.wait()
-            for t, s in zip(tensors, sums):
-                t.copy_(s)
-        return allreduce
-
-    def run(rank):
-        results[rank] = reconstruct(small, opts, progress=False, rank=rank, size=size,
-                                    grad_allreduce=allreduce_for(rank))
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(size)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    size = 2
+    results = reconstruct_on_thread_ranks(small, opts, size)
     lit = illuminated_mask(small.positions_px, small.probe, small.object_shape, 0.05)
     for r in range(size):
         diff = np.abs(results[r].object - serial.object)

@@ -12,6 +12,8 @@ from ptycho_ddip.multislice.reconstruct import ReconstructionOptions, Reconstruc
 from ptycho_ddip.multislice.regularizers import (kz_filter, kz_filter_weights, pearson,
                                                  slice_correlation_penalty)
 
+from conftest import reconstruct_on_thread_ranks
+
 torch.set_num_threads(1)
 
 
@@ -195,32 +197,11 @@ def test_zcorr_in_the_loop_lowers_the_slices_correlation(tiny):
 def test_zcorr_on_one_slice_and_under_two_ranks(tiny):
     """One slice: no pair, no penalty (the XRF seeding's single-slice run). Two ranks (threads with an in-process
     all-reduce): the penalty is added once, after the sum, so the result equals the serial one."""
-    import threading
-
     one = reconstruct(tiny, ReconstructionOptions(**FAST, n_slices=1, depth_reg="zcorr"), progress=False)
     assert one.object.shape[0] == 1 and np.all(np.isfinite(one.loss))
     opts = ReconstructionOptions(**FAST, depth_reg="zcorr")
     serial = reconstruct(tiny, opts, progress=False)
-    barrier, buffers, results = threading.Barrier(2), {}, {}
-
-    def allreduce_for(rank):
-        def allreduce(tensors):
-            buffers[rank] = [t.clone() for t in tensors]
-            barrier.wait()
-            sums = [buffers[0][i] + buffers[1][i] for i in range(len(tensors))]
-            barrier.wait()
-            for t, s in zip(tensors, sums):
-                t.copy_(s)
-        return allreduce
-
-    def run(rank):
-        results[rank] = reconstruct(tiny, opts, progress=False, rank=rank, size=2, grad_allreduce=allreduce_for(rank))
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results = reconstruct_on_thread_ranks(tiny, opts, 2)
     for r in range(2):
         np.testing.assert_allclose(results[r].loss, serial.loss, rtol=1e-5)
         assert np.abs(np.angle(results[r].object) - np.angle(serial.object)).max() < 2e-3

@@ -4,22 +4,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Mapping, TypeVar
+from typing import Any
 
-from ..optionsbase import OptionsError  # noqa: F401  (one error type for every options class)
+from ..optionsbase import OptionsError, from_mapping  # one error type and one strict constructor for every options class
 
-T = TypeVar("T")
-
-
-def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None = None, **overrides: Any) -> T:
-    """Build ``cls`` from a mapping plus keyword overrides; unknown keys are errors listing the valid ones."""
-    data = dict(mapping or {})
-    data.update(overrides)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise OptionsError(f"unknown {cls.__name__} option(s) {unknown}; valid options are {names}")
-    return cls(**data)
+__all__ = ["OptionsError", "from_mapping", "to_dict", "to_json"]
 
 
 def to_dict(options: Any) -> dict:

@@ -43,6 +43,7 @@ import torch
 
 from .._version import __version__
 from ..atomic import InputError, atomic_write
+from ..optionsbase import as_options
 from ..io.dataset import DiffractionDataset
 from ..progress import progress_bar
 from .forward import MultisliceForward
@@ -394,11 +395,7 @@ class Reconstructor:
 
 
 def _as_options(options) -> ReconstructionOptions:
-    if options is None:
-        return ReconstructionOptions()
-    if isinstance(options, ReconstructionOptions):
-        return options
-    return ReconstructionOptions.from_dict(options)
+    return as_options(ReconstructionOptions, options)
 
 
 def reconstruct(dataset: DiffractionDataset, options: ReconstructionOptions | Mapping[str, Any] | None = None,
