@@ -21,8 +21,8 @@ Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, 
    (+ TIFFs) and ``pass2.png``.
 4. ``report``: first the **verdict** (:func:`ptycho_ddip.pipeline_report.verdict`, no ground truth needed): pass 2's
    slices are final only when they share clearly fewer edges than pass 1's (shared-edge index at most
-   ``VERDICT_RATIO`` x pass 1's, and so does every pair of slices that pass 1 left tangled) and keep pass 1's
-   dominant slice; otherwise ``pass2.h5`` is made a copy of pass 1's result (its config says
+   ``VERDICT_RATIO`` x pass 1's) and keep pass 1's dominant slice, and there are at most ``MAX_VERIFIED_SLICES``
+   (2) of them (with three, pass 2 made the middle slice worse on every reconstruction measured); otherwise ``pass2.h5`` is made a copy of pass 1's result (its config says
    ``final_from: pass1`` and why) and pass 2's own result is kept as ``pass2_rejected.h5``. Then ``metrics.json``
    and ``summary.png`` (the slices after pass 1, after the separation and after pass 2, the true slices, the loss
    curves); the metric table is also printed, with each stage's truth-free shared-edge index. With ground truth,

@@ -70,20 +70,19 @@ def test_verdict_keeps_pass_2_only_when_its_slices_share_clearly_fewer_edges():
     assert verdict(t, t + 1e-3)["final"] == "pass1"  # no change is not an improvement
 
 
-def test_verdict_with_three_slices_refuses_a_pass_2_that_leaves_a_tangled_pair_tangled():
-    """The mean shared-edge index falls to 0.71 x (slices 2 and 3 untangled), but slices 1 and 2 share as many edges
-    as after pass 1: not a success. Untangling every pair is."""
-    from ptycho_ddip.pipeline_report import TANGLED_PAIR, VERDICT_RATIO, shared_edge_pairs, verdict
+def test_verdict_with_three_slices_keeps_pass_1_even_when_pass_2_shares_fewer_edges():
+    """Three slices: pass 2 is not verifiable by the shared-edge index (on the benchmark's three-slice
+    reconstructions it made the middle slice worse while every pair shared fewer edges), so pass 1's are final,
+    however distinct pass 2's slices are; two slices of the same data are still judged."""
+    from ptycho_ddip.pipeline_report import MAX_VERIFIED_SLICES, VERDICT_RATIO, verdict
 
     a, b = make_phantom("au-nio", (64, 64), seed=2).normalized(), make_phantom("au-nio", (64, 64), seed=5).normalized()
     t = np.stack([a[0], a[1], b[1]])
-    assert shared_edge_pairs(t).max() < TANGLED_PAIR  # distinct true slices
     pass1 = np.stack([t[0] + 0.5 * t[1], t[1] + 0.5 * t[0] + 0.5 * t[2], t[2] + 0.5 * t[1]])
-    half = np.stack([t[0] + 0.5 * t[1], t[1] + 0.5 * t[0], t[2]])
-    v = verdict(pass1, half)
-    assert v["ratio"] <= VERDICT_RATIO and v["stuck_pairs"] == [[1, 2]] and v["final"] == "pass1"
-    assert "slices 1 and 2 still share" in v["reason"]
-    assert verdict(pass1, t)["final"] == "pass2" and verdict(pass1, t)["stuck_pairs"] == []
+    v = verdict(pass1, t)
+    assert MAX_VERIFIED_SLICES == 2 and v["ratio"] <= VERDICT_RATIO and v["dominant_explained"] > 0.85
+    assert v["final"] == "pass1" and "with 3 slices" in v["reason"]
+    assert verdict(np.stack([t[0] + 0.5 * t[1], t[1] + 0.5 * t[0]]), t[:2])["final"] == "pass2"
 
 
 def test_apply_verdict_keeps_the_rejected_pass_2_and_makes_pass2_h5_pass_1s(tmp_path):
