@@ -17,6 +17,8 @@ pass 2 improved on it (there: no, so pass 1's slices are final). ``--threads`` d
 shared with other jobs, two threads per process can be several times slower than one (oversubscription); raise it
 on an idle machine.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import time
@@ -46,8 +48,9 @@ def parse(description: str, defaults: dict) -> argparse.Namespace:
     return ap.parse_args()
 
 
-def run_demo(args: argparse.Namespace, phantom: str, pass1_extra: dict) -> dict:
-    """Simulate ``OUT/data.h5`` (once) and run the pipeline into ``OUT/pipeline``; print the table and timing."""
+def run_demo(args: argparse.Namespace, phantom: str, pass1_extra: dict, simulation_extra: dict | None = None) -> dict:
+    """Simulate ``OUT/data.h5`` (once; ``simulation_extra`` overrides the simulation options, e.g. the probe) and run
+    the pipeline into ``OUT/pipeline``; print the table and timing."""
     from ptycho_ddip.multislice.simulate import simulate_to_file
 
     comm = get_comm()
@@ -61,7 +64,7 @@ def run_demo(args: argparse.Namespace, phantom: str, pass1_extra: dict) -> dict:
             return
         ds = simulate_to_file(data, {"phantom": phantom, "shape": (args.size, args.size), "probe_shape": (64, 64),
                                      "step_px": 4.0, "spacing_dof": args.spacing_dof, "dose": 1e6,
-                                     "seed": args.seed}, overwrite=True)
+                                     "seed": args.seed, **(simulation_extra or {})}, overwrite=True)
         print(f"simulated {data}: {phantom}, {args.size}x{args.size} px, {ds.n_positions} positions, slice spacing "
               f"{(ds.slice_pos_m[1] - ds.slice_pos_m[0]) * 1e6:.2f} um ({args.spacing_dof} DOF)")
 

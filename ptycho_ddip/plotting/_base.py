@@ -243,8 +243,16 @@ def plot_losses(ax, epochs: np.ndarray, curves: Sequence[tuple], logy: bool = Tr
     for name in zero:
         ax.plot([], [], " ", label=f"{name} = 0 (not drawn)")
     ax.set_xlabel("epoch", fontsize=fontsize)
+    if drawn:  # headroom above the curves for the legend (a steep start runs through the upper corners)
+        vals = np.concatenate([d[1][np.isfinite(d[1]) & (d[1] > 0 if logy else True)] for d in drawn])
+        if vals.size and np.ptp(vals) > 0:
+            lo, hi = float(vals.min()), float(vals.max())
+            if logy:
+                ax.set_ylim(lo / 1.3, hi * (hi / lo) ** 0.45)
+            else:
+                ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.45 * (hi - lo))
     if drawn or zero:
-        ax.legend(fontsize=fontsize)
+        ax.legend(fontsize=fontsize, loc="upper right")
     if not drawn:
         ax.text(0.5, 0.5, "no epochs run" if not zero else "all zero", transform=ax.transAxes, ha="center",
                 va="center", color="0.5")
