@@ -22,7 +22,8 @@ Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, 
 4. ``report``: first the **verdict** (:func:`ptycho_ddip.pipeline_report.verdict`, no ground truth needed): pass 2's
    slices are final only when they share clearly fewer edges than pass 1's (shared-edge index at most
    ``VERDICT_RATIO`` x pass 1's) and keep pass 1's dominant slice, and there are at most ``MAX_VERIFIED_SLICES``
-   (2) of them (with three, pass 2 made the middle slice worse on every reconstruction measured); otherwise ``pass2.h5`` is made a copy of pass 1's result (its config says
+   (2) of them (with three, pass 2 made the middle slice worse on every reconstruction measured); otherwise
+   ``pass2.h5`` is made a copy of pass 1's result (its config says
    ``final_from: pass1`` and why) and pass 2's own result is kept as ``pass2_rejected.h5``. Then ``metrics.json``
    and ``summary.png`` (the slices after pass 1, after the separation and after pass 2, the true slices, the loss
    curves); the metric table is also printed, with each stage's truth-free shared-edge index. With ground truth,
@@ -60,7 +61,8 @@ from .io import InputError
 from .multislice.reconstruct import ReconstructionOptions
 from .pipeline_options import RUN_CONTROL, PipelineOptions, _as_options  # noqa: F401 (PipelineOptions: public)
 from .pipeline_options import STAGES  # noqa: F401 (public)
-from .pipeline_report import _report, data_loss, format_metrics, read_box, seed_images  # noqa: F401 (public)
+from .pipeline_report import MAX_VERIFIED_SLICES, _report, read_box, seed_images
+from .pipeline_report import data_loss, format_metrics  # noqa: F401 (public)
 from .slices import crop as _crop, scan_box, seed_object, slice_part  # noqa: F401 (public)
 
 __all__ = ["PipelineOptions", "run_pipeline", "pipeline_paths", "scan_box", "seed_object", "slice_part", "data_loss",
@@ -327,6 +329,10 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
                            options.checkpoint_every)
         timings["pass1"] = time.perf_counter() - t0
     p1 = read_reconstruction(paths["pass1"])
+    if p1["object"].shape[0] > MAX_VERIFIED_SLICES:
+        say(f"[pipeline] note: {p1['object'].shape[0]} slices: the verdict will keep pass 1's slices as final (with "
+            f"more than {MAX_VERIFIED_SLICES} it cannot verify pass 2 without ground truth); the separation and pass 2 "
+            f"still run, for inspection")
     if comm.is_root and "pass1" not in ran and not os.path.exists(paths["pass1_png"]):
         _reconstruction_figure(p1["object"], p1["loss"], "pass1", paths["pass1_png"], p1["probe"],
                                dataset.pixel_size_m)

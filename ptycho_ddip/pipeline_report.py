@@ -126,8 +126,9 @@ def verdict(pass1_images: np.ndarray, pass2_images: np.ndarray) -> dict:
     return {"final": final, "shared_edges_pass1": e1, "shared_edges_pass2": e2, "ratio": ratio,
             "threshold": VERDICT_RATIO, "dominant_slice": dominant + 1, "dominant_explained": kept,
             "pairs_pass1": g1.tolist(), "pairs_pass2": g2.tolist(),
-            "reason": f"shared-edge index {e1:.3f} after pass 1, {e2:.3f} after pass 2 ({ratio:.2f} x; pass 2 is "
-                      f"kept at <= {VERDICT_RATIO:g} x); {what}"}
+            "reason": f"shared-edge index {e1:.3f} after pass 1, {e2:.3f} after pass 2 ({ratio:.2f} x; "
+                      + (f"pass 2 is kept at <= {VERDICT_RATIO:g} x" if verifiable else
+                         f"not used with more than {MAX_VERIFIED_SLICES} slices") + f"); {what}"}
 
 
 def shared_edges_of(g: np.ndarray) -> list:
