@@ -61,7 +61,7 @@ from .io import InputError
 from .multislice.reconstruct import ReconstructionOptions
 from .pipeline_options import RUN_CONTROL, PipelineOptions, _as_options  # noqa: F401 (PipelineOptions: public)
 from .pipeline_options import STAGES  # noqa: F401 (public)
-from .pipeline_report import MAX_VERIFIED_SLICES, _report, read_box, seed_images
+from .pipeline_report import MAX_VERIFIED_SLICES, _report, can_verify, read_box, seed_images
 from .pipeline_report import data_loss, format_metrics  # noqa: F401 (public)
 from .slices import crop as _crop, scan_box, seed_object, slice_part  # noqa: F401 (public)
 
@@ -329,7 +329,7 @@ def run_pipeline(data_path: str | os.PathLike, outdir: str | os.PathLike,
                            options.checkpoint_every)
         timings["pass1"] = time.perf_counter() - t0
     p1 = read_reconstruction(paths["pass1"])
-    if p1["object"].shape[0] > MAX_VERIFIED_SLICES:
+    if not can_verify(p1["object"].shape[0]):
         say(f"[pipeline] note: {p1['object'].shape[0]} slices: the verdict will keep pass 1's slices as final (with "
             f"more than {MAX_VERIFIED_SLICES} it cannot verify pass 2 without ground truth); the separation and pass 2 "
             f"still run, for inspection")

@@ -14,7 +14,8 @@ from .pipeline_options import PipelineOptions
 from .slices import crop, slice_part
 
 __all__ = ["data_loss", "format_metrics", "shared_edges", "shared_edge_pairs", "explained_by", "verdict",
-           "apply_verdict", "read_box", "seed_images", "VERDICT_RATIO", "KEEP_DOMINANT", "MAX_VERIFIED_SLICES"]
+           "apply_verdict", "read_box", "seed_images", "can_verify", "VERDICT_RATIO", "KEEP_DOMINANT",
+           "MAX_VERIFIED_SLICES"]
 
 #: pass 2's slices are final when their shared-edge index is at most this fraction of pass 1's; otherwise the
 #: pipeline returns pass 1's slices (measured on the crosstalk benchmark: clean pass-1 slices 0.07-0.09 with the
@@ -27,6 +28,11 @@ KEEP_DOMINANT = 0.85
 #: the weak middle slice worse (ghost-to-signal 17.5 -> 27.0 and 17.2 -> 34.7) while every pair of slices shared
 #: fewer edges, so the shared-edge index would present a worse result as a success.
 MAX_VERIFIED_SLICES = 2
+
+
+def can_verify(n_slices: int) -> bool:
+    """Whether the verdict can accept pass 2 for a sample of ``n_slices`` slices (:data:`MAX_VERIFIED_SLICES`)."""
+    return n_slices <= MAX_VERIFIED_SLICES
 
 
 def read_box(paths: dict) -> tuple:
@@ -111,7 +117,7 @@ def verdict(pass1_images: np.ndarray, pass2_images: np.ndarray) -> dict:
     ratio = e2 / e1 if e1 > 0 else float("inf")
     dominant = int(np.argmax(np.std(pass1_images, axis=(1, 2))))
     kept = explained_by(pass2_images[dominant], pass1_images)
-    verifiable = n <= MAX_VERIFIED_SLICES
+    verifiable = can_verify(n)
     final = "pass2" if verifiable and ratio <= VERDICT_RATIO and kept >= KEEP_DOMINANT else "pass1"
     if final == "pass2":
         what = "pass 2 shares fewer edges between slices and keeps the dominant slice: its slices are final"
