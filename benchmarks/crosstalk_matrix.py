@@ -322,6 +322,8 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
     from ptycho_ddip.multislice.simulate import simulate
     from ptycho_ddip.parallel import Communicator
     from ptycho_ddip.pipeline import PipelineOptions, data_loss, run_pipeline, scan_box, slice_part
+    from ptycho_ddip.pipeline_report import read_box
+    from ptycho_ddip.slices import within
 
     torch.set_num_threads(threads)
     cdir = os.path.join(outdir, case.name)
@@ -391,8 +393,8 @@ def run_case(case: Case, outdir: str, threads: int = 1, rows: Sequence[str] = RO
                {"transfer": _tf_json(tf, lam, pix, result["slice_pos_m"])})
         # the separation as it seeds pass 2 (the slices' totals since the pipeline seeds with them)
         sep_images = sep.get("extra", {}).get("totals") if popts.pass2_seed == "totals" else None
-        record("separation", np.asarray(sep["separated"] if sep_images is None else sep_images), None, None,
-               t1.get("separation"))
+        sep_images = np.asarray(sep["separated"] if sep_images is None else sep_images)
+        record("separation", within(sep_images, read_box(out["files"]), box), None, None, t1.get("separation"))
         tf2 = transfer_functions(phase(p2["object"]), truth)
         record("pipeline", phase(p2["object"]), p2["object"], len(p1["loss"]) + len(p2["loss"]), seconds,
                {"transfer": _tf_json(tf2, lam, pix, result["slice_pos_m"])})

@@ -11,7 +11,7 @@ import numpy as np
 from .io import InputError
 from .multislice.reconstruct import ReconstructionOptions
 from .pipeline_options import PipelineOptions
-from .slices import crop, slice_part
+from .slices import crop, slice_part, within
 
 __all__ = ["data_loss", "format_metrics", "shared_edges", "shared_edge_pairs", "explained_by", "verdict",
            "apply_verdict", "read_box", "seed_images", "can_verify", "VERDICT_RATIO", "KEEP_DOMINANT",
@@ -35,12 +35,14 @@ def can_verify(n_slices: int) -> bool:
     return n_slices <= MAX_VERIFIED_SLICES
 
 
-def read_box(paths: dict) -> tuple:
-    """The scanned box (y0, y1, x0, x1) the separation stage recorded in ``separation_input.h5``."""
+def read_box(paths: dict, which: str = "box") -> tuple:
+    """A box (y0, y1, x0, x1) the separation stage recorded in ``separation_input.h5``: ``"box"`` the separation
+    box, ``"scan_box"`` the scanned box inside it (where the verdict decides and the metrics are taken; files
+    written before there were two boxes hold one, which serves as both)."""
     import h5py
 
     with h5py.File(paths["separation_input"], "r") as h5:
-        return tuple(int(v) for v in h5.attrs["box"])
+        return tuple(int(v) for v in h5.attrs.get(which, h5.attrs["box"]))
 
 
 def seed_images(paths: dict, options: PipelineOptions) -> np.ndarray:
@@ -159,7 +161,7 @@ def apply_verdict(paths: dict, options: PipelineOptions) -> dict:
     rejected = _rejected_paths(paths)
     candidate = rejected["pass2.h5"] if os.path.exists(rejected["pass2.h5"]) else paths["pass2"]
     p1, p2 = read_reconstruction(paths["pass1"]), read_reconstruction(candidate)
-    box, part = read_box(paths), options.part
+    box, part = read_box(paths, "scan_box"), options.part
     result = verdict(crop(slice_part(p1["object"], part, box), box), crop(slice_part(p2["object"], part, box), box))
     if result["final"] == "pass1" and candidate == paths["pass2"]:
         d = os.path.dirname(paths["pass2"])
@@ -211,15 +213,17 @@ def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> d
     p1 = read_reconstruction(paths["pass1"])
     p2 = read_reconstruction(os.path.join(os.path.dirname(paths["pass2"]), decision["candidate"]))
     sep = read_separation_result(paths["separation"])
-    box = read_box(paths)
+    box = read_box(paths, "scan_box")
     part = options.part
-    stages = {"pass1": crop(slice_part(p1["object"], part, box), box), "separation": seed_images(paths, options),
+    stages = {"pass1": crop(slice_part(p1["object"], part, box), box),
+              "separation": within(seed_images(paths, options), read_box(paths), box),
               "pass2": crop(slice_part(p2["object"], part, box), box)}
     gt = dataset.ground_truth_object
     truth = None
     if gt is not None and gt.shape == p1["object"].shape:
         truth = crop(slice_part(gt, part, box), box)
     metrics: dict = {"data": os.path.abspath(data_path), "part": part, "box": list(box),
+                     "separation_box": list(read_box(paths)),
                      "ground_truth": truth is not None, "stages": {}, "verdict": decision,
                      "final": decision["final"]}
     for name, images in stages.items():

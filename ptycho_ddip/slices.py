@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["scan_box", "crop", "slice_part", "seed_object"]
+__all__ = ["scan_box", "crop", "within", "slice_part", "seed_object"]
 
 
 def scan_box(positions: np.ndarray, probe: np.ndarray, shape, threshold: float = 0.1, min_size: int = 32) -> tuple:
@@ -34,6 +34,18 @@ def scan_box(positions: np.ndarray, probe: np.ndarray, shape, threshold: float =
 def crop(stack: np.ndarray, box) -> np.ndarray:
     y0, y1, x0, x1 = box
     return stack[..., y0:y1, x0:x1]
+
+
+def within(stack: np.ndarray, outer, inner) -> np.ndarray:
+    """The part of ``stack`` (cropped to box ``outer``) that lies in box ``inner`` (inside ``outer``).
+
+    >>> within(np.arange(16).reshape(1, 4, 4), (0, 4, 0, 4), (1, 3, 2, 4)).tolist()
+    [[[6, 7], [10, 11]]]
+    """
+    (oy, oy1, ox, ox1), (y0, y1, x0, x1) = outer, inner
+    if not (oy <= y0 <= y1 <= oy1 and ox <= x0 <= x1 <= ox1):
+        raise ValueError(f"box {tuple(inner)} is not inside box {tuple(outer)}")
+    return stack[..., y0 - oy:y1 - oy, x0 - ox:x1 - ox]
 
 
 def slice_part(obj: np.ndarray, part: str, box=None) -> np.ndarray:

@@ -68,7 +68,9 @@ def test_every_output_and_metrics(run):
     sep = read_separation_result(os.path.join(outdir, "separation.h5"))
     with h5py.File(os.path.join(outdir, "separation_input.h5"), "r") as h5:
         y0, y1, x0, x1 = h5.attrs["box"]
+        sy0, sy1, sx0, sx1 = h5.attrs["scan_box"]
         images, truth = h5["images"][()], h5["truth"][()]
+    assert y0 <= sy0 < sy1 <= y1 and x0 <= sx0 < sx1 <= x1  # the separation sees the scanned box and around it
     assert sep["separated"].shape == images.shape == truth.shape == (2, y1 - y0, x1 - x0)
     assert min(y1 - y0, x1 - x0) >= 32 and sep["loss"].shape == (30, 5) and "monitor" in sep
     np.testing.assert_allclose(sep["inputs"], images)
@@ -76,6 +78,7 @@ def test_every_output_and_metrics(run):
 
     metrics = json.load(open(os.path.join(outdir, "metrics.json")))
     assert metrics == first["metrics"] and metrics["ground_truth"] and metrics["part"] == "phase"
+    assert metrics["box"] == [sy0, sy1, sx0, sx1] and metrics["separation_box"] == [y0, y1, x0, x1]
     for stage in ("pass1", "separation", "pass2"):
         rows = metrics["stages"][stage]["slices"]
         assert len(rows) == 2 and all(np.isfinite(r[k]) for r in rows for k in ("ghost_to_signal", "correlation",
@@ -197,13 +200,15 @@ def test_pipeline_options_validation_and_round_trip():
     assert o.separation.gamma_excl == 0.1 and o.pass1.xrf_elements == {"Ni": 1}
     assert PipelineOptions.from_json(o.to_json()) == o
     assert set(o.to_dict()) == {"pass1", "separation", "pass2", "part", "pass2_seed", "crop_to_scan",
-                                "scan_threshold", "checkpoint_every", "separation_checkpoint_every"}
+                                "scan_threshold", "separation_threshold", "checkpoint_every",
+                                "separation_checkpoint_every"}
     bad = [({"stage3": {}}, "unknown"), ({"pass1": {"learning_rate": 1}}, "learning_rate"),
            ({"separation": {"bogus": 1}}, "bogus"), ({"part": "real"}, "part"),
            ({"separation": {"mixing": "learn"}}, "separation: separation option 'mixing' is now method"),
            ({"separation": {"learned": {"filters": "dip"}}}, "'learned' options apply to method='paper'"),
            ({"pass2": {"init": "xrf", "xrf_elements": {"Ni": 1}}}, "pass2.init"),
            ({"pass1": {"checkpoint_path": "x.ckpt"}}, "managed"), ({"scan_threshold": 1.5}, "scan_threshold"),
+           ({"separation_threshold": 0}, "separation_threshold"),
            ({"checkpoint_every": -1}, "checkpoint_every"), ({"pass1": 3}, "pass1"),
            ({"pass2_seed": "truth"}, "pass2_seed")]
     for mapping, match in bad:
