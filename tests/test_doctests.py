@@ -7,7 +7,7 @@ import torch
 
 MODULES = ["ptycho_ddip.phantoms", "ptycho_ddip.separation.metrics", "ptycho_ddip.separation.resolution",
            "ptycho_ddip.separation.networks", "ptycho_ddip.separation.options",
-           "ptycho_ddip.separation.separate", "ptycho_ddip.plotting.separation"]
+           "ptycho_ddip.separation.separate", "ptycho_ddip.plotting.separation", "ptycho_ddip.slices"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -217,6 +217,13 @@ def test_pipeline_options_validation_and_round_trip():
 
 
 def test_scan_box_and_seed_helpers():
+    from ptycho_ddip.slices import within
+
+    stack = np.arange(2 * 64 * 64).reshape(2, 64, 64)
+    np.testing.assert_array_equal(within(stack[:, 4:60, 8:40], (4, 60, 8, 40), (10, 20, 12, 30)),
+                                  stack[:, 10:20, 12:30])
+    with pytest.raises(ValueError, match="not inside"):
+        within(stack[:, 4:60, 8:40], (4, 60, 8, 40), (0, 20, 12, 30))
     probe = np.ones((8, 8))
     assert scan_box(np.array([[10.0, 10.0], [10.0, 14.0]]), probe, (64, 64), min_size=32) == (0, 32, 0, 32)
     assert scan_box(np.array([[30.0, 30.0]]), probe, (40, 40), min_size=32) == (8, 40, 8, 40)
