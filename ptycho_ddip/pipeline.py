@@ -10,8 +10,8 @@ Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, 
    box* is the bounding box of the pixels whose summed probe intensity over the scan exceeds ``scan_threshold``
    (0.1) of its maximum (at least 32 x 32 px): there the metrics are taken and the verdict decides. The separation
    box is wider: the pixels above ``separation_threshold`` (0.01), the probe's tails included, which gives the DDIP
-   more of each slice (on the crosstalk benchmark it turned a separation that lost the strong slice into a clean
-   one); far outside it the object is unconstrained noise that would only distort the joint normalisation.
+   more of each slice (on the crosstalk benchmark's 0.5-depth-of-field case it turned a separation that lost the
+   strong slice into one after which pass 2 took the weak slice's crosstalk from 9.8 to 1.1); far outside it the object is unconstrained noise that would only distort the joint normalisation.
    Writes ``separation_input.h5`` (``images``, and ``truth`` when the data hold ground truth; attributes ``box``
    (the separation box) and ``scan_box`` = y0, y1, x0, x1), ``separation.h5`` (+ TIFFs) and ``separation.png``.
    Phases are taken as ``angle(O e^{-i c}) + c`` with c the phase of the slice's mean inside the box, so that an

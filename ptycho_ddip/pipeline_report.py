@@ -106,8 +106,8 @@ def verdict(pass1_images: np.ndarray, pass2_images: np.ndarray) -> dict:
     * its dominant slice (largest phase spread in pass 1) is still pass 1's: at least ``KEEP_DOMINANT`` of it is
       explained by pass 1's slices (:func:`explained_by`). The crosstalk of a reconstruction falls on the weak slice
       next to a strong one, while the strong slice comes out right; a separation that lost the strong slice's
-      content also lowers the shared-edge index, and this catches it (benchmark: 0.93-0.98 where the pipeline
-      helped, 0.67 where it turned the strong slice into noise);
+      content also lowers the shared-edge index, and this catches it (benchmark: 0.93-1.0 where the pipeline
+      helped, 0.67 where a separation turned the strong slice into noise);
     * there are at most ``MAX_VERIFIED_SLICES`` slices. With three, pass 2 made the weak middle slice worse on every
       reconstruction measured while all pairs shared fewer edges: the index cannot vouch for it.
 
