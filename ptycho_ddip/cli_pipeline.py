@@ -3,8 +3,8 @@ reconstruct from the separated slices, with a report; it parses arguments and ca
 :func:`ptycho_ddip.pipeline.run_pipeline`.
 
 Options: defaults, then ``--config FILE.json|toml`` (the layout of ``OUTDIR/config.json``: ``part``, ``crop_to_scan``,
-``scan_threshold``, ``separation_threshold``, ``checkpoint_every``, ``separation_checkpoint_every`` and the tables ``pass1``, ``separation``,
-``pass2``; optionally all under a ``"pipeline"`` table), then the flags, which win.
+``scan_threshold``, ``separation_threshold``, ``checkpoint_every``, ``separation_checkpoint_every`` and the tables
+``pass1``, ``separation``, ``pass2``; optionally all under a ``"pipeline"`` table), then the flags, which win.
 """
 from __future__ import annotations
 

@@ -11,14 +11,15 @@ Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, 
    (0.1) of its maximum (at least 32 x 32 px): there the metrics are taken and the verdict decides. The separation
    box is wider: the pixels above ``separation_threshold`` (0.01), the probe's tails included, which gives the DDIP
    more of each slice (on the crosstalk benchmark's 0.5-depth-of-field case it turned a separation that lost the
-   strong slice into one after which pass 2 took the weak slice's crosstalk from 9.8 to 1.1); far outside it the object is unconstrained noise that would only distort the joint normalisation.
+   strong slice into one after which pass 2 took the weak slice's crosstalk from 9.8 to 1.1); far outside it the
+   object is unconstrained noise that would only distort the joint normalisation.
    Writes ``separation_input.h5`` (``images``, and ``truth`` when the data hold ground truth; attributes ``box``
    (the separation box) and ``scan_box`` = y0, y1, x0, x1), ``separation.h5`` (+ TIFFs) and ``separation.png``.
    Phases are taken as ``angle(O e^{-i c}) + c`` with c the phase of the slice's mean inside the box, so that an
    overall phase offset does not wrap.
 3. ``pass2``: a second reconstruction (``pass2`` options) whose initial guess is pass 1's object with the separated
-   part put back inside the separation box (``pass2_seed``, by default each slice's *totals*: the separated slice with what
-   pass 1 put of it into the other slices, so that the slices still add up to pass 1's); for ``part="phase"`` the
+   part put back inside the separation box (``pass2_seed``, by default each slice's *totals*: the separated slice
+   with what pass 1 put of it into the other slices, so that the slices still add up to pass 1's); for ``part="phase"`` the
    seed is ``|O_1| exp(i phi_sep)`` (the separated phase with pass 1's magnitude); for ``part="magnitude"`` it is
    ``max(m_sep, 1e-3) exp(i phi_1)``. ``pass2.init`` is not used (leave it at its default). Writes ``pass2.h5``
    (+ TIFFs) and ``pass2.png``.
