@@ -19,10 +19,10 @@ Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, 
    overall phase offset does not wrap.
 3. ``pass2``: a second reconstruction (``pass2`` options) whose initial guess is pass 1's object with the separated
    part put back inside the separation box (``pass2_seed``, by default each slice's *totals*: the separated slice
-   with what pass 1 put of it into the other slices, so that the slices still add up to pass 1's); for ``part="phase"`` the
-   seed is ``|O_1| exp(i phi_sep)`` (the separated phase with pass 1's magnitude); for ``part="magnitude"`` it is
-   ``max(m_sep, 1e-3) exp(i phi_1)``. ``pass2.init`` is not used (leave it at its default). Writes ``pass2.h5``
-   (+ TIFFs) and ``pass2.png``.
+   with what pass 1 put of it into the other slices, so that the slices still add up to pass 1's); for
+   ``part="phase"`` the seed is ``|O_1| exp(i phi_sep)`` (the separated phase with pass 1's magnitude); for
+   ``part="magnitude"`` it is ``max(m_sep, 1e-3) exp(i phi_1)``. ``pass2.init`` is not used (leave it at its
+   default). Writes ``pass2.h5`` (+ TIFFs) and ``pass2.png``.
 4. ``report``: first the **verdict** (:func:`ptycho_ddip.pipeline_report.verdict`, no ground truth needed): pass 2's
    slices are final only when they share clearly fewer edges than pass 1's (shared-edge index at most
    ``VERDICT_RATIO`` x pass 1's) and keep pass 1's dominant slice, and there are at most ``MAX_VERIFIED_SLICES``
@@ -31,11 +31,11 @@ Stages (each writes into ``OUTDIR``; a stage whose output exists is not redone, 
    ``final_from: pass1`` and why) and pass 2's own result is kept as ``pass2_rejected.h5``. Then ``metrics.json``
    and ``summary.png`` (the slices after pass 1, after the separation and after pass 2, the true slices, the loss
    curves); the metric table is also printed, with each stage's truth-free shared-edge index. With ground truth,
-   every stage's slices are scored inside the scanned box with :func:`ptycho_ddip.separation.metrics.separation_metrics`
-   (``ghosts=None``: the band images of the other true slice are the ghost regressors): ghost-to-signal ratio,
-   correlation, PSNR, SSIM. Each pass also gets its data loss, evaluated at its final object and probe (mean over
-   positions of the reconstruction loss), and the true object's data loss with the dataset's probe (the noise
-   floor).
+   every stage's slices are scored inside the scanned box with
+   :func:`ptycho_ddip.separation.metrics.separation_metrics` (``ghosts=None``: the band images of the other true
+   slice are the ghost regressors): ghost-to-signal ratio, correlation, PSNR, SSIM. Each pass also gets its data
+   loss, evaluated at its final object and probe (mean over positions of the reconstruction loss), and the true
+   object's data loss with the dataset's probe (the noise floor).
 
 ``OUTDIR/config.json`` holds the effective :class:`PipelineOptions` (it can be passed back with ``--config``).
 
