@@ -213,17 +213,17 @@ def _report(dataset, options: PipelineOptions, paths: dict, data_path: str) -> d
     p1 = read_reconstruction(paths["pass1"])
     p2 = read_reconstruction(os.path.join(os.path.dirname(paths["pass2"]), decision["candidate"]))
     sep = read_separation_result(paths["separation"])
-    box = read_box(paths, "scan_box")
+    box, sep_box = read_box(paths, "scan_box"), read_box(paths)
     part = options.part
     stages = {"pass1": crop(slice_part(p1["object"], part, box), box),
-              "separation": within(seed_images(paths, options), read_box(paths), box),
+              "separation": within(seed_images(paths, options), sep_box, box),
               "pass2": crop(slice_part(p2["object"], part, box), box)}
     gt = dataset.ground_truth_object
     truth = None
     if gt is not None and gt.shape == p1["object"].shape:
         truth = crop(slice_part(gt, part, box), box)
     metrics: dict = {"data": os.path.abspath(data_path), "part": part, "box": list(box),
-                     "separation_box": list(read_box(paths)),
+                     "separation_box": list(sep_box),
                      "ground_truth": truth is not None, "stages": {}, "verdict": decision,
                      "final": decision["final"]}
     for name, images in stages.items():
